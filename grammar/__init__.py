@@ -1,0 +1,1 @@
+"""The grammar of the .rlhf language, shipped as package data (rlhf.lark)."""

@@ -1,0 +1,80 @@
+"""Building typed-spec models fast, and turning them into canonical plain data.
+
+The checker has already validated every value when it builds the typed spec, so models are
+built with :func:`build` (no second validation: pydantic would compile a validator for every
+model class first, which would cost more than the whole check). :func:`to_data` gives the plain,
+JSON-ready form used for stage hashes, lock files and the resolved spec of a run: field names as
+written in specs, tuples as lists, infinities as the strings ``"inf"``/``"-inf"``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel
+
+_DEFAULTS: dict[type, list[tuple[str, Any, Any]]] = {}
+
+
+def _defaults(cls: type[BaseModel]) -> list[tuple[str, Any, Any]]:
+    found = _DEFAULTS.get(cls)
+    if found is None:
+        found = []
+        for name, info in cls.model_fields.items():
+            if info.is_required():
+                continue
+            found.append((name, info.default, info.default_factory))
+        _DEFAULTS[cls] = found
+    return found
+
+
+def build(cls: type[BaseModel], **fields: Any) -> Any:
+    """A model instance from already-validated field values, with defaults filled in."""
+    values: dict[str, Any] = {}
+    for name, default, factory in _defaults(cls):
+        if name in fields:
+            continue
+        if factory is not None:
+            if isinstance(factory, type) and issubclass(factory, BaseModel):
+                values[name] = build(factory)
+            else:
+                values[name] = factory()
+        else:
+            values[name] = default
+    values.update(fields)
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+def _key(cls: type[BaseModel], name: str) -> str:
+    info = cls.model_fields[name]
+    return info.alias or name
+
+
+def to_data(value: Any) -> Any:
+    """Plain data (dicts, lists, str, int, float, bool, None) for any typed-spec value."""
+    if isinstance(value, BaseModel):
+        cls = type(value)
+        return {_key(cls, name): to_data(getattr(value, name)) for name in cls.model_fields}
+    if isinstance(value, (list, tuple)):
+        return [to_data(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_data(v) for k, v in sorted(value.items())}
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if math.isnan(value):
+            return "nan"
+        return value
+    return value
+
+
+def from_data(cls: type[BaseModel], data: Any) -> Any:
+    """The inverse of :func:`to_data`, with full pydantic validation (for backends and tests;
+    pydantic reads ``"inf"`` back as a float where a float is expected)."""
+    return cls.model_validate(data)
