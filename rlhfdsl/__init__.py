@@ -4,13 +4,13 @@ The front end (this package) never imports torch: `import rlhfdsl` and `rlhfc ch
 light. The verbs are loaded on first use:
 
     import rlhfdsl
-    checked = rlhfdsl.check_file("specs/quickstart.rlhf")
-    graph = rlhfdsl.lower(checked)
+    compiled = rlhfdsl.compile_file("specs/quickstart.rlhf")
+    for stage in compiled.lowered.stages(): ...
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["check_file", "lower", "format_source", "parse"]
+__all__ = ["check_file", "compile_file", "lower", "format_source", "parse"]
 
 
 def __getattr__(name: str):
@@ -18,6 +18,10 @@ def __getattr__(name: str):
         from rlhfdsl.api import check_file
 
         return check_file
+    if name == "compile_file":
+        from rlhfdsl.api import compile_file
+
+        return compile_file
     if name == "lower":
         from rlhfdsl.lower import lower
 

@@ -59,7 +59,9 @@ class Span(BaseModel):
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Validators are built on first use (for `rlhfc schema --of ast`), not at import: the parser
+    # never validates, and building them would cost more than parsing a large spec.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     span: Span
 
 
@@ -276,8 +278,3 @@ class Module(Node):
     file: str
     items: tuple[Item, ...] = ()
     comments: tuple[Comment, ...] = ()
-
-
-for _model in (List, KeywordArgument, Call, Object, Unary, Binary, Assign, Block, Flag, Member,
-               Share, Body, Declaration, Sweep, Override, Import, Module):
-    _model.model_rebuild()

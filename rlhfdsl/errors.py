@@ -194,7 +194,9 @@ The value lies outside the range the key accepts (a probability outside [0, 1], 
 count, ...). The label gives the accepted range."""),
     "E0402": Code("weights do not sum to one", """
 The weights of a population's members are a distribution over evaluators and must sum to 1. When
-they do not, the checker normalises them and warns; give weights that sum to 1 to silence it."""),
+they do not, the checker normalises them and warns; give weights that sum to 1 to silence it.
+Weights that sum to 0 (every member, or every `mix` source, with weight 0) cannot be normalised:
+that is an error."""),
     # E05xx: type rules
     "E0501": Code("loss does not fit the feedback kind", """
 A reward loss needs a particular kind of feedback: Bradley-Terry and BPR need comparisons
@@ -211,7 +213,9 @@ Some keys and functions belong to one domain: feature masks and `feature(i)` to 
 text truncation, LoRA adapters and text scorers (`sentiment`, `length(n)`, ...) to text tasks."""),
     "E0504": Code("inconsistent settings", """
 Two settings contradict each other (for example `equal` ties turned on for a feedback kind that
-cannot express ties, or an AI evaluator with both a scorer and a model)."""),
+cannot express ties, or an AI evaluator with both a scorer and a model). Other examples:
+`disagreement` query selection with a reward model that is not an ensemble, `mix` weights that
+do not match its sources, a metric with nothing to measure."""),
     # E06xx: arithmetic
     "E0601": Code("sizes do not divide", """
 A batch size must divide what it splits: PPO minibatches must divide the rollout batch, RLOO and
@@ -224,6 +228,11 @@ or a held-out set larger than the data."""),
 The feedback budget, split across the schedule's rounds, gives fewer labels per round than one
 reward-model batch (or than one query, for budgets in time). Raise the budget or lower the
 rounds or the batch size."""),
+    "E0604": Code("index out of range", """
+An index reaches past what the task has. Bandit features and actions are numbered from 0: a task
+with `features = 16` has features 0 to 15, so `feature(16)`, `features(8..16)` in a view or an
+expert area, or `weights([...])` with 17 values do not fit; `table([...])` takes at most one
+value per action. Use smaller indices, or raise `features` (or `actions`) in the task."""),
     # E07xx: imports
     "E0701": Code("imported file not found", """
 The path of an `import` is relative to the importing file's directory."""),

@@ -71,6 +71,7 @@ class _Source:
     """The file being parsed; set for the duration of one parse (the builder is shared)."""
 
     file = "<input>"
+    grouped: set[int] = set()  # ids of parenthesised nodes: operands, never split apart
 
 
 def _span(first, last=None) -> ast.Span:
@@ -219,25 +220,35 @@ class _Builder(Transformer):
         return construct(ast.Object, span=_span(c[0], c[1]), name=str(c[0]),
                                           name_span=_span(c[0]), body=c[1])
 
-    def _binary(self, c):
-        left, op, right = c
-        return construct(ast.Binary, span=_span(left, right), op=str(op), left=left,
-                                          right=right)
+    def expr(self, c):
+        """A flat run `operand (binop operand)*`: apply :data:`PRECEDENCE`."""
+        stream: list = []
+        for x in c:
+            if isinstance(x, str) and not isinstance(x, Token):
+                stream.append(("op", x))
+            else:
+                _flatten_not(x, stream)
+        node, rest = _climb(stream, 0)
+        assert not rest
+        return node
 
-    or_ = and_ = comparison = add = sub = mul = div = _binary
+    def binop(self, c):
+        return str(c[0])
 
     def not_(self, c):
         return construct(ast.Unary, span=_span(c[0], c[1]), op="not", operand=c[1])
 
     def neg(self, c):
         operand = c[1]
-        if isinstance(operand, ast.Number) and not operand.text.startswith("-"):
+        if isinstance(operand, ast.Number) and not operand.text.startswith("-") \
+                and id(operand) not in _Source.grouped:
             # `-3` is a negative number, not an operation: fmt keeps it as written.
             return construct(ast.Number, span=_span(c[0], operand), value=-operand.value,
-                                              text="-" + operand.text)
+                             text="-" + operand.text)
         return construct(ast.Unary, span=_span(c[0], operand), op="-", operand=operand)
 
-    def atom(self, c):  # "(" expr ")"
+    def atom(self, c):  # "(" expr ")": an operand as a whole, whatever its operators
+        _Source.grouped.add(id(c[1]))
         return c[1]
 
     def signed_free_number(self, c):
@@ -294,6 +305,37 @@ class _Builder(Transformer):
         long = token.type == "LONG_STRING"
         body = text[3:-3] if long else text[1:-1]
         return construct(ast.String, span=_span(token), value=_unescape(body), long=long)
+
+
+# Binary operators, loosest first. `not` is a prefix operator between `and` and the comparisons
+# (`not a < b` is `not (a < b)`); unary minus binds tightest.
+PRECEDENCE = {"or": 1, "and": 2, "==": 4, "!=": 4, "<": 4, "<=": 4, ">": 4, ">=": 4,
+              "+": 5, "-": 5, "*": 6, "/": 6}
+NOT_PRECEDENCE = 3
+
+
+def _flatten_not(node, stream: list) -> None:
+    """`not X` operands become a prefix marker and X, so precedence can act across them."""
+    while isinstance(node, ast.Unary) and node.op == "not" and id(node) not in _Source.grouped:
+        stream.append(("not", node))
+        node = node.operand
+    stream.append(("operand", node))
+
+
+def _climb(stream: list, min_prec: int):
+    """Precedence climbing over a flat stream; returns (node, remaining stream)."""
+    kind, item = stream[0]
+    stream = stream[1:]
+    if kind == "not":
+        operand, stream = _climb(stream, NOT_PRECEDENCE + 1)
+        left = construct(ast.Unary, span=item.span.to(operand.span), op="not", operand=operand)
+    else:
+        left = item
+    while stream and stream[0][0] == "op" and PRECEDENCE[stream[0][1]] >= min_prec:
+        op = stream[0][1]
+        right, stream = _climb(stream[1:], PRECEDENCE[op] + 1)
+        left = construct(ast.Binary, span=_span(left, right), op=op, left=left, right=right)
+    return left, stream
 
 
 class _BadRange(Exception):
@@ -360,6 +402,7 @@ def parse_value(text: str, file: str = "<--set>") -> ast.Value:
 def _parse_once(text: str, file: str, start: str):
     parser = _parser()
     _Source.file = file
+    _Source.grouped = set()
     _COMMENTS.tokens = []
     try:
         result = parser.parse(text, start=start)

@@ -103,7 +103,7 @@ def _expand_tabs(text: str, column: int) -> tuple[str, int]:
     return text.replace("\t", "    "), column + shift
 
 
-def summary(path: str, diagnostics: list[Diagnostic]) -> str:
+def summary(path: str, diagnostics: list[Diagnostic], library: bool = False) -> str:
     errors = sum(d.is_error for d in diagnostics)
     warnings = len(diagnostics) - errors
     parts = []
@@ -113,9 +113,10 @@ def summary(path: str, diagnostics: list[Diagnostic]) -> str:
         parts.append(f"{warnings} warning" + ("s" if warnings != 1 else ""))
     if errors:
         return f"error: `{path}` has {' and '.join(parts)}"
+    what = " (a library of declarations: no task)" if library else ""
     if warnings:
-        return f"`{path}` checks with {' and '.join(parts)}"
-    return f"`{path}` checks clean"
+        return f"`{path}` checks with {' and '.join(parts)}{what}"
+    return f"`{path}` checks clean{what}"
 
 
 def to_json(path: str, diagnostics: list[Diagnostic]) -> str:
@@ -129,10 +130,11 @@ def to_json(path: str, diagnostics: list[Diagnostic]) -> str:
 
 
 def print_diagnostics(path: str, sources: dict[str, str], diagnostics: list[Diagnostic],
-                      stream: TextIO | None = None, quiet: bool = False) -> None:
+                      stream: TextIO | None = None, quiet: bool = False,
+                      library: bool = False) -> None:
     stream = stream or sys.stderr
     renderer = Renderer(sources, colour=use_colour(stream))
     if diagnostics:
         stream.write(renderer.render_all(diagnostics) + "\n\n")
     if not quiet or diagnostics:
-        stream.write(summary(path, diagnostics) + "\n")
+        stream.write(summary(path, diagnostics, library) + "\n")

@@ -37,6 +37,7 @@ class Loaded:
     declarations: list[ast.Declaration] = field(default_factory=list)
     sweeps: list[ast.Sweep] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    extended: set[str] = field(default_factory=set)  # names other declarations `extend`
 
     @property
     def ok(self) -> bool:
@@ -191,6 +192,7 @@ def _check_duplicates(loaded: Loaded, declarations: list[ast.Declaration]) -> No
 def _apply_extends(loaded: Loaded, declarations: list[ast.Declaration]) -> list[ast.Declaration]:
     by_name = {d.name: d for d in declarations if d.name}
     resolved: dict[str, ast.Declaration] = {}
+    reported_cycles: set[frozenset[str]] = set()
 
     def resolve(decl: ast.Declaration, chain: tuple[str, ...]) -> ast.Declaration | None:
         if decl.extends is None:
@@ -198,6 +200,7 @@ def _apply_extends(loaded: Loaded, declarations: list[ast.Declaration]) -> list[
         if decl.name in resolved:
             return resolved[decl.name]
         base = by_name.get(decl.extends)
+        loaded.extended.add(decl.extends)
         if base is None:
             loaded.diagnostics.append(Diagnostic(
                 "E0201", f"unknown {decl.keyword} `{decl.extends}`", span=decl.extends_span,
@@ -213,6 +216,10 @@ def _apply_extends(loaded: Loaded, declarations: list[ast.Declaration]) -> list[
             return None
         if decl.extends in chain:
             cycle = " --> ".join(chain + (decl.extends,))
+            members = frozenset(chain)
+            if members in reported_cycles:
+                return None
+            reported_cycles.add(members)
             loaded.diagnostics.append(Diagnostic(
                 "E0204", f"found a cycle: {cycle}", span=decl.extends_span,
                 label="extends itself through this", help="break the chain of `extends`"))
@@ -265,15 +272,16 @@ def _apply_set(loaded: Loaded, declarations: list[ast.Declaration], assignment: 
                index: int) -> list[ast.Declaration]:
     key, sep, value_text = assignment.partition("=")
     key = key.strip()
-    file = f"<--set {key}>"
+    file = f"<--set #{index + 1}>"
     if not sep or not key or not all(part.isidentifier() for part in key.split(".")):
         loaded.diagnostics.append(Diagnostic(
             "E0802", f"`--set {assignment}` is not `path=value`",
             help="write `--set pi.objective.kl=0.1`"))
         return declarations
-    loaded.sources[file] = value_text
+    loaded.sources[file] = f"{key}={value_text}"
     try:
-        value = parse_value(value_text, file)
+        # Blank out `key=` so that the value's columns are those of the whole assignment.
+        value = parse_value(" " * (len(key) + 1) + value_text, file)
     except CompileError as exc:
         loaded.diagnostics.extend(Diagnostic(
             "E0802", f"cannot read the value of `--set {key}`: {d.message}", span=d.span,

@@ -13,3 +13,15 @@ SPECS = ROOT / "specs"
 @pytest.fixture
 def specs_dir() -> pathlib.Path:
     return SPECS
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--bless", action="store_true", default=False,
+        help="Rewrite golden files (specs/errors/*.stderr) from the current output instead of "
+             "comparing; review the diff before committing.")
+
+
+@pytest.fixture
+def bless(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--bless"))

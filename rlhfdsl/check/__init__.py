@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from rlhfdsl import ast
-from rlhfdsl.check import names, rules
+from rlhfdsl.check import arithmetic, names, rules, warnings
 from rlhfdsl.check.context import Context
 from rlhfdsl.check.convert import SpanIndex
 from rlhfdsl.check.declarations import convert_spec
@@ -26,8 +26,8 @@ PASSES = (
     names.resolve_references,
     names.fill_defaults,
     rules.type_rules,
-    rules.arithmetic,
-    rules.warnings,
+    arithmetic.arithmetic,
+    warnings.warnings,
 )
 
 
@@ -69,7 +69,8 @@ class Checked:
         return sorted(unique, key=Diagnostic.sort_key)
 
 
-def check_declarations(declarations: list[ast.Declaration], name: str) -> tuple[Context | None, list[Diagnostic]]:
+def check_declarations(declarations: list[ast.Declaration], name: str, main_file: str | None = None,
+                       extended: set[str] = frozenset()) -> tuple[Context | None, list[Diagnostic]]:
     """Convert and run every pass; (context, diagnostics)."""
     spec, conv = convert_spec(declarations, name)
     diagnostics = list(conv.diagnostics)
@@ -77,7 +78,8 @@ def check_declarations(declarations: list[ast.Declaration], name: str) -> tuple[
     if spec is None:
         return None, diagnostics + names.check_references(conv.references, declared)
     ctx = Context(spec=spec, spans=conv.spans, references=conv.references,
-                  expressions=conv.expressions, declared=declared)
+                  expressions=conv.expressions, declared=declared, main_file=main_file,
+                  extended=set(extended))
     for run in PASSES:
         found = run(ctx)
         diagnostics.extend(found)
@@ -92,7 +94,7 @@ def check(loaded: Loaded) -> Checked:
     if not loaded.ok:
         return result
     name = os.path.splitext(os.path.basename(loaded.path))[0] or "experiment"
-    ctx, diagnostics = check_declarations(loaded.declarations, name)
+    ctx, diagnostics = check_declarations(loaded.declarations, name, loaded.path, loaded.extended)
     result.diagnostics.extend(diagnostics)
     if ctx is None:
         return result
@@ -129,7 +131,7 @@ def _branches(loaded: Loaded, name: str, base: Context, out: list[Diagnostic]) -
         if probe.diagnostics:
             out.extend(probe.diagnostics)
             return []
-        ctx, diagnostics = check_declarations(declarations, name)
+        ctx, diagnostics = check_declarations(declarations, name, loaded.path, loaded.extended)
         errors = [d for d in diagnostics if d.is_error]
         if ctx is None or errors:
             where = ", ".join(f"{s.path.dotted} = {_source(v)}" for s, v in point)

@@ -15,7 +15,9 @@ class Context:
     references: list[Reference] = field(default_factory=list)
     expressions: list[tuple[tuple[str, ...], Expr]] = field(default_factory=list)
     declared: dict[str, str] = field(default_factory=dict)  # declaration name → keyword
+    main_file: str | None = None  # the spec named on the command line (not its imports)
+    extended: set[str] = field(default_factory=set)  # declarations that others `extend`
 
     @property
-    def domain(self) -> str:
-        return self.spec.task.domain
+    def domain(self) -> str | None:
+        return self.spec.domain

@@ -12,7 +12,9 @@ declaration, for the passes that follow.
 
 from __future__ import annotations
 
+import functools
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -65,8 +67,21 @@ class SpanIndex:
         return None
 
 
+_UNWRAPPED: dict[int, tuple[Any, Any, list]] = {}
+
+
 def unwrap(tp: Any) -> tuple[Any, list]:
-    """Strip ``Annotated`` layers, collecting their metadata (FieldInfo constraints expanded)."""
+    """Strip ``Annotated`` layers, collecting their metadata (FieldInfo constraints expanded).
+    Memoised by identity: annotations live as long as their classes."""
+    hit = _UNWRAPPED.get(id(tp))
+    if hit is not None and hit[0] is tp:
+        return hit[1], list(hit[2])
+    result = _unwrap(tp)
+    _UNWRAPPED[id(tp)] = (tp, result[0], result[1])
+    return result[0], list(result[1])
+
+
+def _unwrap(tp: Any) -> tuple[Any, list]:
     meta: list = []
     while get_origin(tp) is not None and hasattr(tp, "__metadata__"):
         meta.extend(tp.__metadata__)
@@ -84,8 +99,20 @@ def _is_union(tp: Any) -> bool:
     return get_origin(tp) is Union or type(tp).__name__ == "UnionType"
 
 
+_CHOICES: dict[int, tuple[Any, Any]] = {}
+
+
 def _choices_of(tp: Any) -> list[type[sb.Choice]] | None:
     """The Choice classes of a (possibly nested) union of choices, or None if it is not one."""
+    hit = _CHOICES.get(id(tp))
+    if hit is not None and hit[0] is tp:
+        return hit[1]
+    found = _find_choices(tp)
+    _CHOICES[id(tp)] = (tp, found)
+    return found
+
+
+def _find_choices(tp: Any) -> list[type[sb.Choice]] | None:
     tp, _ = unwrap(tp)
     if isinstance(tp, type) and issubclass(tp, sb.Choice):
         return [tp]
@@ -100,6 +127,7 @@ def _choices_of(tp: Any) -> list[type[sb.Choice]] | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def tag_of(cls: type[sb.Choice]) -> str:
     return cls.model_fields["type"].default
 
@@ -183,7 +211,7 @@ class Converter:
 
     def fields_of(self, cls: type[sb.SpecModel], skip: set[str]) -> dict[str, tuple[str, FieldInfo]]:
         found = {}
-        for name, info in cls.model_fields.items():
+        for name, info in _resolved_fields(cls).items():
             if name in skip or name == "type":
                 continue
             found[spec_key(name, info)] = (name, info)
@@ -421,6 +449,10 @@ class Converter:
 
     def union(self, node: Any, tp: Any, meta: list, path: Path) -> Any:
         alternatives = [a for a in get_args(tp) if a is not NoneType]
+        if len(alternatives) == 1:
+            # `Optional[X]`: omitting the key is how one says "none" (an AI's `scorer`, a
+            # view's `truncate`).
+            return self.value(node, alternatives[0], meta, path)
         choices = _choices_of(Union[tuple(alternatives)]) if alternatives else None
         if choices:
             return self.choice(node, choices, meta, path)
@@ -721,11 +753,34 @@ class Converter:
 
 # ---------------------------------------------------------------------------- helpers
 
+_RESOLVED: dict[type, dict[str, FieldInfo]] = {}
+
+
+def _resolved_fields(cls: type) -> dict[str, FieldInfo]:
+    """The model's fields, with forward references (`"tuple[Source, ...]"`) resolved: the typed
+    spec defers building its validators, so pydantic leaves them as strings until first use."""
+    found = _RESOLVED.get(cls)
+    if found is None:
+        found = dict(cls.model_fields)
+        if any(isinstance(i.annotation, (str, typing.ForwardRef)) for i in found.values()):
+            hints = typing.get_type_hints(cls, include_extras=True)
+            for name, info in found.items():
+                if isinstance(info.annotation, (str, typing.ForwardRef)):
+                    tp, meta = unwrap(hints[name])
+                    copy = FieldInfo.merge_field_infos(info)
+                    copy.annotation = tp
+                    copy.metadata = list(info.metadata) + meta
+                    found[name] = copy
+        _RESOLVED[cls] = found
+    return found
+
+
 
 def ast_label(span: ast.Span, text: str) -> Label:
     return Label(span, text)
 
 
+@functools.lru_cache(maxsize=None)
 def _ref_of(cls: type[sb.Choice], field_name: str) -> sb.RefTo | None:
     info = cls.model_fields.get(field_name)
     if info is None:

@@ -60,13 +60,18 @@ def convert_spec(decls: list[ast.Declaration], default_name: str) -> tuple[ex.Sp
                 value = _convert(conv, decl, domain)
                 if value is not INVALID:
                     fields[field][decl.name] = value
-    if not tasks:
+    experiments = by_keyword.get("experiment", [])
+    if not tasks and experiments:
+        # A file with neither `experiment` nor `task` is a library of declarations (imported by
+        # other specs): it is checked without a domain. An experiment needs its task.
+        decl = experiments[0]
         conv.diagnostics.append(Diagnostic(
-            "E0206", "the spec declares no `task`", span=None,
+            "E0206", f"experiment `{decl.name}` declares no `task`",
+            span=decl.name_span or decl.keyword_span, label="an experiment needs a task",
             help="add `task NAME { domain = bandit  actions = 16  features = 8 }` or a text task"))
     if "experiment" not in fields:
         fields["experiment"] = build(ex.Experiment, name=default_name)
-    if any(d.is_error for d in conv.diagnostics) or "task" not in fields:
+    if any(d.is_error for d in conv.diagnostics):
         return None, conv
     return build(ex.Spec, **fields), conv
 

@@ -11,7 +11,6 @@ Field markers (in ``Annotated[...]`` metadata) tell the checker what a plain typ
 * :class:`Units` — the quantity units the key accepts (`budget = 2000 labels`).
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Union
@@ -85,11 +84,9 @@ class Expr(SpecModel):
 
     op: str
     value: Union[float, int, str, bool, None] = None
-    args: tuple[Expr, ...] = ()
-    kwargs: tuple[tuple[str, Expr], ...] = ()
+    args: "tuple[Expr, ...]" = ()
+    kwargs: "tuple[tuple[str, Expr], ...]" = ()
 
-
-Expr.model_rebuild()
 
 
 # ----------------------------------------------------------------------------- quantities

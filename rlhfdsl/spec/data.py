@@ -19,7 +19,7 @@ _DEFAULTS: dict[type, list[tuple[str, Any, Any]]] = {}
 
 def _defaults(cls: type[BaseModel]) -> list[tuple[str, Any, Any]]:
     found = _DEFAULTS.get(cls)
-    if found is None:
+    if found is None:  # computed once per class
         found = []
         for name, info in cls.model_fields.items():
             if info.is_required():
@@ -51,16 +51,23 @@ def build(cls: type[BaseModel], **fields: Any) -> Any:
     return obj
 
 
-def _key(cls: type[BaseModel], name: str) -> str:
-    info = cls.model_fields[name]
-    return info.alias or name
+_KEYS: dict[type, list[tuple[str, str]]] = {}
+
+
+def _keys(cls: type[BaseModel]) -> list[tuple[str, str]]:
+    """(field name, key as written in specs) of a model, cached: pydantic's ``model_fields``
+    is a property that costs more than the whole conversion of a small block."""
+    found = _KEYS.get(cls)
+    if found is None:
+        found = _KEYS[cls] = [(name, info.alias or name) for name, info in cls.model_fields.items()]
+    return found
 
 
 def to_data(value: Any) -> Any:
     """Plain data (dicts, lists, str, int, float, bool, None) for any typed-spec value."""
     if isinstance(value, BaseModel):
-        cls = type(value)
-        return {_key(cls, name): to_data(getattr(value, name)) for name in cls.model_fields}
+        attrs = value.__dict__
+        return {key: to_data(attrs[name]) for name, key in _keys(type(value))}
     if isinstance(value, (list, tuple)):
         return [to_data(v) for v in value]
     if isinstance(value, dict):

@@ -1,7 +1,6 @@
 """The experiment around the Eq. 4 declarations: settings, task, models, schedule, evaluation,
 disclosure, and the root :class:`Spec` that holds one checked experiment."""
 
-from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Optional, Union
 
@@ -203,7 +202,8 @@ class Spec(SpecModel):
     """One checked experiment: every declaration, resolved, by name."""
 
     experiment: Experiment
-    task: Task
+    task: Optional[Task] = Field(None, description="none in a library of declarations, which "
+                                 "other specs import; such a spec checks but cannot run")
     models: dict[str, Model] = Field(default_factory=dict)
     populations: dict[str, Population] = Field(default_factory=dict)
     samplers: dict[str, Sampler] = Field(default_factory=dict)
@@ -217,8 +217,8 @@ class Spec(SpecModel):
     disclose: Disclose = Field(default_factory=Disclose)
 
     @property
-    def domain(self) -> str:
-        return self.task.domain
+    def domain(self) -> str | None:
+        return self.task.domain if self.task is not None else None
 
 
 # Declaration keyword → (field of Spec, model). Singletons map to a single model.

@@ -4,7 +4,6 @@
     y_i = f(v(π_θ, x_i), H_feedback, c_i)       feedback, through a view, in a context
 """
 
-from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Optional, Union
 
@@ -52,13 +51,12 @@ class Mix(Choice):
     """`mix(policy, file("x.jsonl"), weights = [0.8, 0.2])`: several sources, by weight."""
 
     type: Literal["mix"] = "mix"
-    sources: tuple[Source, ...] = doc("the sources mixed")
+    sources: "tuple[Source, ...]" = doc("the sources mixed")
     weights: Optional[tuple[float, ...]] = doc("mixing weights (default: equal)", default=None)
     variadic: ClassVar[str | None] = "sources"
 
 
 Source = Annotated[Union[FromPolicy, FromFile, FromHumans, Mix], Field(discriminator="type")]
-Mix.model_rebuild()
 
 
 class RandomSelection(Choice):

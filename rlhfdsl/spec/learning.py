@@ -1,7 +1,6 @@
 """Eq. 2 and Eq. 3: fitting the reward model r̂_φ (loss ℓ, regulariser λ_r) and optimising the
 policy π_θ (objective, regulariser λ_p)."""
 
-from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Optional, Union
 

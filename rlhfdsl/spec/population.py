@@ -7,7 +7,6 @@ are drawn from the groups by weight; H_sample (who writes examples, see ``sample
 H_feedback (who labels) are drawn separately.
 """
 
-from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Optional, Union
 

@@ -1,0 +1,3 @@
+from rlhfdsl.cli.main import main
+
+main()
