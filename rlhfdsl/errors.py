@@ -93,6 +93,8 @@ def one_of(candidates: Iterable[str], limit: int = 12) -> str:
         items = sorted(candidates)
     else:
         items = list(dict.fromkeys(candidates))
+    if not items:
+        return "nothing"
     if len(items) == 1:
         return f"`{items[0]}`"
     if len(items) <= limit:

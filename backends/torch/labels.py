@@ -78,6 +78,7 @@ ANSWER_COLUMNS = {
 PROVENANCE_COLUMNS = ("query", "items", "evaluator", "group", "malicious", "triggered", "round",
                       "session", "cost", "gold")
 EXTRA_COLUMNS = ("position", "source", "gold_population", "gold_corrected")
+PER_TEXT_META = ("shown_texts", "prompts")
 
 
 @dataclass
@@ -114,6 +115,7 @@ class LabelTable:
         kind = tables[0].kind
         columns: dict[str, list[torch.Tensor]] = {}
         texts: list[str] = []
+        per_text: dict[str, list[str]] = {}
         query_offset = 0
         for table in tables:
             if table.kind != kind:
@@ -128,6 +130,9 @@ class LabelTable:
                     if name in cols:
                         cols[name] = torch.where(cols[name] >= 0, cols[name] + shift, cols[name])
                 texts.extend(table.meta["texts"])
+                for key in PER_TEXT_META:  # lists parallel to ``texts`` travel with them
+                    per_text.setdefault(key, []).extend(
+                        table.meta.get(key) or [""] * len(table.meta["texts"]))
             for name, value in cols.items():
                 columns.setdefault(name, []).append(value)
         merged = {}
@@ -140,6 +145,8 @@ class LabelTable:
         meta = dict(tables[0].meta)
         if texts:
             meta["texts"] = texts
+            meta.update({key: values for key, values in per_text.items()
+                         if any(key in t.meta for t in tables)})
         return LabelTable(kind, merged, meta)
 
     # -- storage: tensors as safetensors, metadata as JSON

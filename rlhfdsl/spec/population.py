@@ -74,14 +74,17 @@ class Behaviour(SpecModel):
                                default=0.0)
     myopia: float = doc(
         "γ in (0, 1]: the weight of a sequence position t of T is γ^(T−t), so a myopic evaluator "
-        "attends to the end of a trajectory or text (B-Pref); 1 is not myopic",
+        "attends to the end of a trajectory or text (B-Pref); 1 is not myopic. The positions are "
+        "a bandit action's features in index order, or a text's tokens",
         default=1.0, gt=0.0, le=1.0)
     skip: NonNegative = doc(
-        "B-Pref skip threshold: a query is skipped when both items' values are below this "
-        "fraction of the average absolute value", default=0.0)
+        "B-Pref skip threshold: a query is skipped when both items' perceived values are below "
+        "this fraction of the average absolute value of the items queried (B-Pref: of the "
+        "average return)", default=0.0)
     equal: NonNegative = doc(
-        "B-Pref equal threshold: items whose values differ by less than this fraction of the "
-        "average absolute value are labelled as ties", default=0.0)
+        "B-Pref equal threshold: items whose perceived values differ by less than this fraction "
+        "of the average absolute value of the items queried are labelled as ties",
+        default=0.0)
     fatigue: NonNegative = doc(
         "growth of the mistake rate per label given in a session (capped at 0.5); sessions "
         "reset it (see `context.session`)", default=0.0)
@@ -106,7 +109,8 @@ class Behaviour(SpecModel):
         "scalar feedback: standard deviation of the noise added to each reported value; "
         "defaults to 1/β when left at 0 and β is finite", default=0.0)
     thresholds: NonNegative = doc(
-        "Likert feedback: per-evaluator jitter of the category thresholds", default=0.0)
+        "Likert and label feedback: per-evaluator jitter of the category thresholds, in "
+        "standard deviations of the group's values", default=0.0)
     skill: Probability = doc(
         "correction feedback: the fraction of the way from the shown item to the best item the "
         "evaluator can find that its correction goes", default=0.5)
