@@ -26,7 +26,7 @@ from backends.base import (
     write_json_atomic,
 )
 from rlhfdsl.lower import Stage
-from rlhfdsl.plan import COMPLETE, is_cached, lock_data, stage_dir
+from rlhfdsl.plan import COMPLETE, cached_info, is_cached, lock_data, stage_dir
 from rlhfdsl.spec.data import to_data
 
 METRICS_FILE = "metrics.jsonl"
@@ -116,11 +116,11 @@ class LocalExecutor:
         with _Display(show_progress) as display:
             for stage in stages:
                 final = Path(stage_dir(cache, stage.key))
-                if not fresh and is_cached(cache, stage.key):
+                if not fresh and self._usable(cache, stage):
                     result.cached.append(stage.id)
                     display.cached(stage)
                 else:
-                    if fresh and final.exists():
+                    if final.exists():  # --fresh, or computed by another backend version
                         shutil.rmtree(final, ignore_errors=True)
                     self._run_stage(stage, by_id, cache, spec_dir, chosen, allow_plugins, display)
                     result.ran.append(stage.id)
@@ -128,6 +128,15 @@ class LocalExecutor:
                     break
         self._assemble(stages, cache, out, result)
         return result
+
+    def _usable(self, cache: str, stage: Stage) -> bool:
+        """Cached, and computed by this backend at this version (a new backend version may
+        compute differently, so its results are never mixed with an older one's)."""
+        if not is_cached(cache, stage.key):
+            return False
+        info = cached_info(cache, stage.key)
+        return (info.get("backend", self.backend.name) == self.backend.name
+                and str(info.get("backend_version", self.backend.version)) == str(self.backend.version))
 
     def _run_stage(self, stage: Stage, by_id: dict[str, Stage], cache: str, spec_dir: Path,
                    device: str, allow_plugins: bool, display: _Display) -> None:

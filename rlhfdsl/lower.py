@@ -155,9 +155,10 @@ class _Lowering:
         drafts = [task]
         populations = {}
         for name, pop in spec.populations.items():
+            # The task is an input: calibrating β (`agreement(p)`) needs the items.
             populations[name] = self.draft("population", name, None,
                                            {"population": to_data(pop), "seed": seed,
-                                            "domain": domain})
+                                            "domain": domain}, task=task)
             drafts.append(populations[name])
         pretrained: dict[str, _Draft] = {}
         if domain == "text":
@@ -276,10 +277,12 @@ class _Lowering:
             "feedback": {"kind": to_data(fb.kind), "labels": per_round, "queries": queries,
                          "redundancy": fb.redundancy,
                          "cost_seconds": cost_per_label(fb.kind, fb.cost)},
+            "feedback_spec": to_data(fb),
+            "view": to_data(view) if view else None,
             "context": to_data(context) if context else None,
             "round": k, "rounds": rounds, "seed": seed, "domain": spec.domain,
             "annotator_models": annotators,
-        }, items=render, population=populations[fb.from_], relabel=relabel,
+        }, items=render, population=populations[fb.from_], relabel=relabel, task=task,
             annotators=previous_reward if annotators else None)
         return sample, render, feedback
 
@@ -380,6 +383,7 @@ def lower(checked: Checked) -> Lowered:
     base = checked.spec
     report = lowering.draft("report", base.experiment.name, None, {
         "experiment": to_data(base.experiment), "disclose": to_data(base.disclose),
+        "spec": to_data(base),
         "branches": [[list(map(str, pair)) for pair in _label_data(b)] for b, _, _ in per_branch],
     }, evaluate=all_evaluations)
     graph = _assemble(per_branch, report)

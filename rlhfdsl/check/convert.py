@@ -210,18 +210,13 @@ class Converter:
     # ------------------------------------------------------------------ models from bodies
 
     def fields_of(self, cls: type[sb.SpecModel], skip: set[str]) -> dict[str, tuple[str, FieldInfo]]:
-        found = {}
-        for name, info in _resolved_fields(cls).items():
-            if name in skip or name == "type":
-                continue
-            found[spec_key(name, info)] = (name, info)
-        return found
+        return _fields_of(cls, frozenset(skip))
 
     def body(self, cls: type[sb.SpecModel], body: ast.Body, path: Path, owner: ast.Span,
              skip: set[str] = frozenset(), given: set[str] = frozenset(),
              what: str | None = None) -> dict[str, Any]:
         """Convert the `key = value` and `key { }` entries of a body into field values."""
-        fields = self.fields_of(cls, set(skip) | {"name"})
+        fields = _fields_of(cls, frozenset(skip) | {"name"})
         values: dict[str, Any] = {}
         seen: dict[str, ast.Span] = {}
         what = what or (f"`{path[0]}`" if path else "this block")
@@ -252,8 +247,8 @@ class Converter:
             value = self.value(node, info.annotation, list(info.metadata), sub)
             if value is not INVALID:
                 values[name] = value
-        for key, (name, info) in fields.items():
-            if info.is_required() and name not in values and name not in given and key not in seen:
+        for key, name, info in _required(cls, frozenset(skip)):
+            if name not in values and name not in given and key not in seen:
                 self.error("E0304", f"{what} needs `{key}`", owner,
                            label=f"`{key}` is missing", help=f"add `{key} = ...`: {info.description}")
         return values
@@ -602,7 +597,9 @@ class Converter:
             if kw.name not in fields:
                 self.error("E0305", f"`{name}` has no argument `{kw.name}`", kw.name_span,
                            label="unknown argument",
-                           help=did_you_mean(kw.name, fields) or f"its arguments are {one_of(fields)}")
+                           help=did_you_mean(kw.name, fields)
+                           or (f"its arguments are {one_of(fields)}" if fields
+                               else f"`{name}` takes no arguments"))
                 ok = False
                 continue
             fname, info = fields[kw.name]
@@ -754,6 +751,23 @@ class Converter:
 # ---------------------------------------------------------------------------- helpers
 
 _RESOLVED: dict[type, dict[str, FieldInfo]] = {}
+
+
+@functools.lru_cache(maxsize=None)
+def _fields_of(cls: type, skip: frozenset[str]) -> dict[str, tuple[str, FieldInfo]]:
+    """Spec key → (field name, field info), for the keys a block of ``cls`` accepts."""
+    found = {}
+    for name, info in _resolved_fields(cls).items():
+        if name in skip or name == "type":
+            continue
+        found[spec_key(name, info)] = (name, info)
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _required(cls: type, skip: frozenset[str]) -> tuple[tuple[str, str, FieldInfo], ...]:
+    return tuple((key, name, info) for key, (name, info) in _fields_of(cls, skip | {"name"}).items()
+                 if info.is_required())
 
 
 def _resolved_fields(cls: type) -> dict[str, FieldInfo]:

@@ -14,34 +14,37 @@ from typing import Any
 
 from pydantic import BaseModel
 
-_DEFAULTS: dict[type, list[tuple[str, Any, Any]]] = {}
+_DEFAULTS: dict[type, tuple[dict[str, Any], list[tuple[str, Any]]]] = {}
 
 
-def _defaults(cls: type[BaseModel]) -> list[tuple[str, Any, Any]]:
+def _defaults(cls: type[BaseModel]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """(plain defaults, fields with a default factory) of a model, computed once per class."""
     found = _DEFAULTS.get(cls)
-    if found is None:  # computed once per class
-        found = []
+    if found is None:
+        plain: dict[str, Any] = {}
+        factories: list[tuple[str, Any]] = []
         for name, info in cls.model_fields.items():
             if info.is_required():
                 continue
-            found.append((name, info.default, info.default_factory))
-        _DEFAULTS[cls] = found
+            if info.default_factory is not None:
+                factories.append((name, info.default_factory))
+            else:
+                plain[name] = info.default
+        found = _DEFAULTS[cls] = (plain, factories)
     return found
 
 
 def build(cls: type[BaseModel], **fields: Any) -> Any:
     """A model instance from already-validated field values, with defaults filled in."""
-    values: dict[str, Any] = {}
-    for name, default, factory in _defaults(cls):
+    plain, factories = _defaults(cls)
+    values = dict(plain)
+    for name, factory in factories:
         if name in fields:
             continue
-        if factory is not None:
-            if isinstance(factory, type) and issubclass(factory, BaseModel):
-                values[name] = build(factory)
-            else:
-                values[name] = factory()
+        if isinstance(factory, type) and issubclass(factory, BaseModel):
+            values[name] = build(factory)
         else:
-            values[name] = default
+            values[name] = factory()
     values.update(fields)
     obj = cls.__new__(cls)
     object.__setattr__(obj, "__dict__", values)
