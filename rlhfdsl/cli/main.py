@@ -93,10 +93,17 @@ def explain(code: str) -> None:
 @click.option("--of", "of", type=click.Choice(["ast", "spec"]), default="spec", show_default=True,
               help="`spec`: every block's keys with types, ranges, defaults and docs; "
                    "`ast`: the syntax tree of a parsed file.")
-def schema(of: str) -> None:
-    """Print the JSON Schema of the language (for editors)."""
+@click.option("--format", "fmt", type=click.Choice(["json", "markdown"]), default="json",
+              show_default=True, help="JSON Schema, or the language reference in Markdown.")
+def schema(of: str, fmt: str) -> None:
+    """Print the JSON Schema of the language (for editors), or its reference in Markdown."""
     import json
 
+    if fmt == "markdown":
+        from rlhfdsl.reference import language_reference
+
+        click.echo(language_reference(), nl=False)
+        return
     if of == "ast":
         from rlhfdsl.ast import Module
 
