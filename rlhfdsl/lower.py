@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+from pydantic import BaseModel
 
 from rlhfdsl.check import Branch, Checked
 from rlhfdsl.errors import Diagnostic
 from rlhfdsl.spec import Spec
+from rlhfdsl.spec.data import _keys
 from rlhfdsl.spec.data import to_data as _to_data
 from rlhfdsl.spec.feedback import cost_per_label, items_per_query
 
@@ -70,12 +72,22 @@ _DATA: dict[int, tuple[Any, Any]] = {}
 
 
 def to_data(value: Any) -> Any:
-    """Plain data of a typed-spec value, memoised by identity for the duration of a lowering
-    (branches share most of their objects)."""
+    """Plain data of a typed-spec value (see :func:`rlhfdsl.spec.data.to_data`), memoised by
+    identity for the duration of a lowering, every nested object included: a branch's spec is
+    converted once, and each stage's parameters reuse the parts they need. Callers must not
+    mutate what it returns."""
     hit = _DATA.get(id(value))
     if hit is not None and hit[0] is value:
         return hit[1]
-    data = _to_data(value)
+    if isinstance(value, BaseModel):
+        attrs = value.__dict__
+        data: Any = {key: to_data(attrs[name]) for name, key in _keys(type(value))}
+    elif isinstance(value, (list, tuple)):
+        data = [to_data(v) for v in value]
+    elif isinstance(value, dict):
+        data = {str(k): to_data(v) for k, v in sorted(value.items())}
+    else:
+        return _to_data(value)
     _DATA[id(value)] = (value, data)
     return data
 
@@ -150,6 +162,7 @@ class _Lowering:
         seed = spec.experiment.seed
         domain = spec.domain
         rounds = spec.schedule.rounds
+        to_data(spec)  # converts the branch's spec once; stages below reuse its parts
         task = self.draft("task", spec.task.name, None,
                           {"task": self.task_data(spec), "seed": seed})
         drafts = [task]
@@ -294,7 +307,7 @@ class _Lowering:
     # ------------------------------------------------------------------ data files
 
     def task_data(self, spec: Spec) -> dict[str, Any]:
-        data = to_data(spec.task)
+        data = dict(to_data(spec.task))
         if spec.domain == "text":
             prompts = spec.task.prompts
             if not isinstance(prompts, (str, tuple)) and getattr(prompts, "type", None) == "file":
@@ -309,7 +322,7 @@ class _Lowering:
 
     def model_data(self, spec: Spec, name: str) -> dict[str, Any]:
         model = spec.models[name]
-        data = to_data(model)
+        data = dict(to_data(model))
         if model.path is not None:
             data["path"] = self.file(model.path, (name, "path"))
         if model.tokenizer != "bytes":

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from rlhfdsl import ast
 from rlhfdsl.check import arithmetic, names, rules, warnings
 from rlhfdsl.check.context import Context
-from rlhfdsl.check.convert import SpanIndex
+from rlhfdsl.check.convert import Converter, SpanIndex
 from rlhfdsl.check.declarations import convert_spec
 from rlhfdsl.errors import Diagnostic, Label
 from rlhfdsl.resolve import Loaded, _override
@@ -70,16 +70,17 @@ class Checked:
 
 
 def check_declarations(declarations: list[ast.Declaration], name: str, main_file: str | None = None,
-                       extended: set[str] = frozenset()) -> tuple[Context | None, list[Diagnostic]]:
-    """Convert and run every pass; (context, diagnostics)."""
-    spec, conv = convert_spec(declarations, name)
+                       extended: set[str] = frozenset(), base: Converter | None = None,
+                       ) -> tuple[Context | None, list[Diagnostic]]:
+    """Convert and run every pass; (context, diagnostics). ``base``: see :func:`convert_spec`."""
+    spec, conv = convert_spec(declarations, name, base)
     diagnostics = list(conv.diagnostics)
     declared = {d.name: d.keyword for d in declarations if d.name and d.keyword not in SINGLETONS}
     if spec is None:
         return None, diagnostics + names.check_references(conv.references, declared)
     ctx = Context(spec=spec, spans=conv.spans, references=conv.references,
                   expressions=conv.expressions, declared=declared, main_file=main_file,
-                  extended=set(extended))
+                  extended=set(extended), converter=conv)
     for run in PASSES:
         found = run(ctx)
         diagnostics.extend(found)
@@ -131,7 +132,9 @@ def _branches(loaded: Loaded, name: str, base: Context, out: list[Diagnostic]) -
         if probe.diagnostics:
             out.extend(probe.diagnostics)
             return []
-        ctx, diagnostics = check_declarations(declarations, name, loaded.path, loaded.extended)
+        # Only the declarations a sweep path touches are converted again.
+        ctx, diagnostics = check_declarations(declarations, name, loaded.path, loaded.extended,
+                                              base=base.converter)
         errors = [d for d in diagnostics if d.is_error]
         if ctx is None or errors:
             where = ", ".join(f"{s.path.dotted} = {_source(v)}" for s, v in point)

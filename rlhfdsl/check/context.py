@@ -17,6 +17,7 @@ class Context:
     declared: dict[str, str] = field(default_factory=dict)  # declaration name → keyword
     main_file: str | None = None  # the spec named on the command line (not its imports)
     extended: set[str] = field(default_factory=set)  # declarations that others `extend`
+    converter: object | None = None  # the Converter that made `spec` (reused by sweep branches)
 
     @property
     def domain(self) -> str | None:

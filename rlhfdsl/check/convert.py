@@ -193,6 +193,8 @@ class Converter:
         self.spans = SpanIndex()
         self.references: list[Reference] = []
         self.expressions: list[tuple[Path, sb.Expr]] = []
+        # id(declaration) → (declaration, converted value), for reuse by sweep branches
+        self.converted: dict[int, tuple[Any, Any]] = {}
 
     # ------------------------------------------------------------------ reporting
 

@@ -32,11 +32,22 @@ def declaration_path(decl: ast.Declaration) -> tuple[str, ...]:
     return (decl.name or decl.keyword,)
 
 
-def convert_spec(decls: list[ast.Declaration], default_name: str) -> tuple[ex.Spec | None, Converter]:
-    """Convert checked-for-names declarations into a Spec; the converter holds diagnostics."""
+def convert_spec(decls: list[ast.Declaration], default_name: str,
+                 base: Converter | None = None) -> tuple[ex.Spec | None, Converter]:
+    """Convert checked-for-names declarations into a Spec; the converter holds diagnostics.
+
+    With ``base`` (the converter of an earlier conversion of mostly the same declarations, as
+    for the branches of a sweep), a declaration that is the very object converted there is
+    reused with its spans and references, and only the others are converted again.
+    """
     tasks = [d for d in decls if d.keyword == "task"]
     domain = _domain(tasks[0]) if tasks else None
     conv = Converter(domain)
+    if base is not None:
+        conv.spans.values.update(base.spans.values)
+        conv.spans.keys.update(base.spans.keys)
+        conv.references.extend(base.references)
+        conv.expressions.extend(base.expressions)
     for decl in decls:
         conv.spans.declarations[declaration_path(decl)] = decl.name_span or decl.keyword_span
     by_keyword: dict[str, list[ast.Declaration]] = {}
@@ -51,13 +62,13 @@ def convert_spec(decls: list[ast.Declaration], default_name: str) -> tuple[ex.Sp
             if not found:
                 continue
             decl = found[0]
-            value = _convert(conv, decl, domain)
+            value = _reuse_or_convert(conv, decl, domain, base)
             if value is not INVALID:
                 fields[field] = value
         else:
             fields[field] = {}
             for decl in found:
-                value = _convert(conv, decl, domain)
+                value = _reuse_or_convert(conv, decl, domain, base)
                 if value is not INVALID:
                     fields[field][decl.name] = value
     experiments = by_keyword.get("experiment", [])
@@ -74,6 +85,17 @@ def convert_spec(decls: list[ast.Declaration], default_name: str) -> tuple[ex.Sp
     if any(d.is_error for d in conv.diagnostics):
         return None, conv
     return build(ex.Spec, **fields), conv
+
+
+def _reuse_or_convert(conv: Converter, decl: ast.Declaration, domain: str | None,
+                      base: Converter | None) -> Any:
+    hit = base.converted.get(id(decl)) if base is not None else None
+    if hit is not None and hit[0] is decl:
+        value = hit[1]
+    else:
+        value = _convert(conv, decl, domain)
+    conv.converted[id(decl)] = (decl, value)
+    return value
 
 
 def _domain(task: ast.Declaration) -> str | None:
