@@ -8,8 +8,6 @@ Only :mod:`rlhfdsl.parser` builds these nodes, with :func:`construct` (the parse
 guarantees their shape, and validating every node would more than double the cost of a parse).
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,7 +48,7 @@ class Span(BaseModel):
     start: int
     end: int
 
-    def to(self, other: Span) -> Span:
+    def to(self, other: "Span") -> "Span":
         """The span from the start of ``self`` to the end of ``other``."""
         return construct(
             Span, file=self.file, line=self.line, column=self.column, end_line=other.end_line,
@@ -114,14 +112,14 @@ class Quantity(Node):
 
 class List(Node):
     node: Literal["list"] = "list"
-    items: tuple[Value, ...]
+    items: "tuple[Value, ...]"
 
 
 class KeywordArgument(Node):
     node: Literal["keyword_argument"] = "keyword_argument"
     name: str
     name_span: Span
-    value: Value
+    value: "Value"
 
 
 class Call(Node):
@@ -130,7 +128,7 @@ class Call(Node):
     node: Literal["call"] = "call"
     name: str
     name_span: Span
-    args: tuple[Value, ...] = ()
+    args: "tuple[Value, ...]" = ()
     kwargs: tuple[KeywordArgument, ...] = ()
 
 
@@ -140,20 +138,20 @@ class Object(Node):
     node: Literal["object"] = "object"
     name: str
     name_span: Span
-    body: Body
+    body: "Body"
 
 
 class Unary(Node):
     node: Literal["unary"] = "unary"
     op: Literal["-", "not"]
-    operand: Value
+    operand: "Value"
 
 
 class Binary(Node):
     node: Literal["binary"] = "binary"
     op: Literal["+", "-", "*", "/", "==", "!=", "<", "<=", ">", ">=", "and", "or"]
-    left: Value
-    right: Value
+    left: "Value"
+    right: "Value"
 
 
 Value = Annotated[
@@ -179,7 +177,7 @@ class Block(Node):
     node: Literal["block"] = "block"
     key: str
     key_span: Span
-    body: Body
+    body: "Body"
 
 
 class Flag(Node):
@@ -202,7 +200,7 @@ class Member(Node):
     name: str
     name_span: Span
     weight: Number
-    body: Body
+    body: "Body"
 
 
 class Share(Node):
@@ -212,7 +210,7 @@ class Share(Node):
     kind: str
     kind_span: Span
     share: Number
-    body: Body
+    body: "Body"
 
 
 Entry = Annotated[Union[Assign, Block, Flag, Member, Share], Field(discriminator="node")]
