@@ -47,6 +47,7 @@ output never nests deeper than the input (the parser refuses nesting past 64).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from bisect import bisect_left, bisect_right
 
@@ -108,12 +109,14 @@ def format_file(path: str) -> tuple[str, str]:
 
 
 def diff(original: str, formatted: str, path: str) -> str:
-    """A unified diff from ``original`` to ``formatted`` (empty when they are equal), with git's
-    `a/` and `b/` prefixes so that `git apply` takes it."""
+    """A unified diff from ``original`` to ``formatted`` (empty when they are equal). A relative
+    path gets git's `a/` and `b/` prefixes, so that `git apply` takes the diff; an absolute path
+    is named as it is."""
     if original == formatted:
         return ""
+    old, new = (path, path) if os.path.isabs(path) else (f"a/{path}", f"b/{path}")
     lines = difflib.unified_diff(_diff_lines(original), _diff_lines(formatted),
-                                 fromfile=f"a/{path}", tofile=f"b/{path}")
+                                 fromfile=old, tofile=new)
     return "".join(lines)
 
 
@@ -250,19 +253,6 @@ def _unary_needs_parentheses(v: ast.Unary) -> bool:
 
 def _escape(value: str) -> str:
     return '"' + value.translate(_ESCAPES) + '"'
-
-
-def _escape_long(value: str) -> str:
-    """A long string for ``value`` when the source text is not at hand: backslashes doubled, and
-    quotes escaped where they would end the string early."""
-    body = value.replace("\\", "\\\\")
-
-    def quotes(m: re.Match) -> str:
-        if m.end() == len(m.string):
-            return '\\"' * len(m.group())
-        return "".join('\\"' if i % 3 == 2 else '"' for i in range(len(m.group())))
-
-    return '"""' + re.sub(r'"+', quotes, body) + '"""'
 
 
 def _first_word(entry) -> str:
@@ -416,10 +406,7 @@ class _Printer:
     def string(self, v: ast.String) -> str:
         if not v.long:
             return _escape(v.value)
-        written = self.source[v.span.start:v.span.end]
-        if len(written) >= 6 and written.startswith('"""') and written.endswith('"""'):
-            return written
-        return _escape_long(v.value)
+        return self.source[v.span.start:v.span.end]  # long strings as written
 
     def binary(self, v: ast.Binary, indent: int, column: int, reserve: int) -> list[_Line]:
         # The left spine iteratively: `a + b + c + ...` nests to the left as deep as it is long.

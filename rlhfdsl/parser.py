@@ -23,6 +23,7 @@ from rlhfdsl.ast import construct
 from rlhfdsl.errors import CompileError, Diagnostic, Label
 
 MAX_NESTING = 64
+MAX_EXPRESSION_DEPTH = 100  # operators nested inside one another, in one value
 MAX_NUMBER_DIGITS = 300
 
 DECLARATION_KEYWORDS = (
@@ -72,6 +73,7 @@ class _Source:
 
     file = "<input>"
     grouped: set[int] = set()  # ids of parenthesised nodes: operands, never split apart
+    depth: dict[int, int] = {}  # id(expression node) → how deeply its operators nest
 
 
 def _span(first, last=None) -> ast.Span:
@@ -103,6 +105,21 @@ def _token_span(token: Token) -> ast.Span:
 class _NumberTooLarge(Exception):
     def __init__(self, token: Token):
         self.token = token
+
+
+class _TooDeep(Exception):
+    def __init__(self, span: ast.Span):
+        self.span = span
+
+
+def _deeper(node, *children) -> None:
+    """Record an expression node's depth; refuse past :data:`MAX_EXPRESSION_DEPTH`, so that no
+    later phase (checker, lowering, hashing, backends) can run out of stack on an absurdly long
+    operator chain."""
+    depth = 1 + max((_Source.depth.get(id(c), 0) for c in children), default=0)
+    if depth > MAX_EXPRESSION_DEPTH:
+        raise _TooDeep(node.span)
+    _Source.depth[id(node)] = depth
 
 
 def _number(token: Token, negative: bool = False) -> ast.Number:
@@ -236,7 +253,9 @@ class _Builder(Transformer):
         return str(c[0])
 
     def not_(self, c):
-        return construct(ast.Unary, span=_span(c[0], c[1]), op="not", operand=c[1])
+        node = construct(ast.Unary, span=_span(c[0], c[1]), op="not", operand=c[1])
+        _deeper(node, c[1])
+        return node
 
     def neg(self, c):
         operand = c[1]
@@ -245,7 +264,9 @@ class _Builder(Transformer):
             # `-3` is a negative number, not an operation: fmt keeps it as written.
             return construct(ast.Number, span=_span(c[0], operand), value=-operand.value,
                              text="-" + operand.text)
-        return construct(ast.Unary, span=_span(c[0], operand), op="-", operand=operand)
+        node = construct(ast.Unary, span=_span(c[0], operand), op="-", operand=operand)
+        _deeper(node, operand)
+        return node
 
     def atom(self, c):  # "(" expr ")": an operand as a whole, whatever its operators
         _Source.grouped.add(id(c[1]))
@@ -278,8 +299,10 @@ class _Builder(Transformer):
 
     def call(self, c):
         args, kwargs, close = c[1]
-        return construct(ast.Call, span=_span(c[0], close), name=str(c[0]),
-                                        name_span=_span(c[0]), args=args, kwargs=kwargs)
+        node = construct(ast.Call, span=_span(c[0], close), name=str(c[0]),
+                         name_span=_span(c[0]), args=args, kwargs=kwargs)
+        _deeper(node, *args, *(k.value for k in kwargs))
+        return node
 
     def arguments(self, c):
         inner = [x for x in c[1:-1] if not _is_token(x, "COMMA")]
@@ -293,7 +316,9 @@ class _Builder(Transformer):
 
     def list(self, c):
         items = tuple(x for x in c[1:-1] if not _is_token(x, "COMMA"))
-        return construct(ast.List, span=_span(c[0], c[-1]), items=items)
+        node = construct(ast.List, span=_span(c[0], c[-1]), items=items)
+        _deeper(node, *items)
+        return node
 
     def path(self, c):
         parts = tuple(str(x) for x in c if _is_token(x, "NAME"))
@@ -329,12 +354,15 @@ def _climb(stream: list, min_prec: int):
     if kind == "not":
         operand, stream = _climb(stream, NOT_PRECEDENCE + 1)
         left = construct(ast.Unary, span=item.span.to(operand.span), op="not", operand=operand)
+        _deeper(left, operand)
     else:
         left = item
     while stream and stream[0][0] == "op" and PRECEDENCE[stream[0][1]] >= min_prec:
         op = stream[0][1]
         right, stream = _climb(stream[1:], PRECEDENCE[op] + 1)
-        left = construct(ast.Binary, span=_span(left, right), op=op, left=left, right=right)
+        node = construct(ast.Binary, span=_span(left, right), op=op, left=left, right=right)
+        _deeper(node, left, right)
+        left = node
     return left, stream
 
 
@@ -403,6 +431,7 @@ def _parse_once(text: str, file: str, start: str):
     parser = _parser()
     _Source.file = file
     _Source.grouped = set()
+    _Source.depth = {}
     _COMMENTS.tokens = []
     try:
         result = parser.parse(text, start=start)
@@ -416,6 +445,10 @@ def _parse_once(text: str, file: str, start: str):
         return None, [], Diagnostic("E0101", "range bounds must be whole numbers",
                                     span=_token_span(exc.token), label="not a whole number",
                                     help="ranges index features: `feature(0..7)`")
+    except _TooDeep as exc:
+        return None, [], Diagnostic("E0105", "expression nested too deep", span=exc.span,
+                                    label=f"more than {MAX_EXPRESSION_DEPTH} operators deep",
+                                    help="split the expression; no latent reward needs this depth")
     except RecursionError:
         return None, [], Diagnostic("E0105", "nesting too deep", span=None,
                                     help="flatten the expression")

@@ -114,3 +114,20 @@ def test_data_files_are_hashed_by_content(tmp_path):
     compiled = compile_file(str(path))
     assert not compiled.ok
     assert any(d.code == "E0001" and "prefs.jsonl" in d.message for d in compiled.diagnostics)
+
+
+@pytest.mark.parametrize("path", sorted(p for p in __import__("glob").glob("specs/**/*.rlhf", recursive=True)
+                                        if "/errors/" not in p))
+def test_formatted_spec_lowers_to_the_same_keys(path):
+    from rlhfdsl.fmt import format_source
+
+    text = open(path).read()
+    messy = text.replace("\n  ", "\n      ").replace(" = ", "=")
+    formatted = format_source(messy, path)
+    original = compile_file(path)
+    again = compile_file(path, text=formatted)
+    if original.library:
+        assert again.library and again.ok
+        return
+    assert {s.id: s.key for s in again.lowered.stages()} == \
+        {s.id: s.key for s in original.lowered.stages()}
