@@ -188,49 +188,29 @@ def calibration_queries(ctx: Ctx, space: TextSpace, pairs: int, generator: torch
 # ----------------------------------------------------------------------------- reward model
 
 
-def _reward_model(ctx: Ctx, directory: Path):
-    from backends.torch.text import load_reward_model
+def _reward_fn(ctx: Ctx, reward_dir: Path):
+    from backends.torch.stages.text_learning import reward_fn_of
 
-    model, tokenizer = load_reward_model(directory / "model", device=ctx.device)
-    if tokenizer is None:
-        from backends.torch.text import ByteTokenizer
-
-        tokenizer = ByteTokenizer()
-    return model, tokenizer
-
-
-def _scores(ctx: Ctx, model, tokenizer, prompts: list[str], texts: list[str]) -> torch.Tensor:
-    """[E, N]: every ensemble member's reward of each (prompt, completion)."""
-    task = ctx.task
-    joined = [p + t for p, t in zip(prompts, texts)]
-    with torch.no_grad():
-        out = model.score_texts(tokenizer, joined, precision=_precision(ctx),
-                                max_length=task.max_prompt_tokens + task.max_new_tokens + 2,
-                                batch_size=GENERATION_BATCH)
-    out = out.float()  # [N, members, outputs]
-    if out.dim() == 3:
-        out = out.mean(-1)
-    return out.transpose(0, 1)
+    return reward_fn_of(ctx, reward_dir)
 
 
 def ensemble_scores(ctx: Ctx, reward_dir: Path):
-    model, tokenizer = _reward_model(ctx, reward_dir)
+    """For active query selection: the ensemble's scores of candidate (prompt, completion)s."""
+    fn = _reward_fn(ctx, reward_dir)
 
     def scores(items) -> torch.Tensor:
-        prompts = [p for p, _ in items]
-        texts = [c for _, c in items]
-        return _scores(ctx, model, tokenizer, prompts, texts)
+        return fn([p for p, _ in items], [c for _, c in items])
 
     return scores
 
 
 def reward_scorer(ctx: Ctx, reward_dir: Path):
-    """An AI evaluator backed by a reward model: the mean score of its ensemble per text."""
-    model, tokenizer = _reward_model(ctx, reward_dir)
+    """An AI evaluator backed by a reward model: its ensemble's mean score of each text."""
+    fn = _reward_fn(ctx, reward_dir)
 
     def score(texts) -> torch.Tensor:
-        texts = [t if isinstance(t, str) else t[0] + t[1] for t in texts]
-        return _scores(ctx, model, tokenizer, [""] * len(texts), texts).mean(0)
+        pairs = [t if isinstance(t, tuple) else ("", t) for t in texts]
+        return fn([p for p, _ in pairs], [c for _, c in pairs]).mean(0)
 
     return score
 
@@ -309,11 +289,11 @@ def evaluate(ctx: Ctx, spec, wanted: dict[str, Any], of: str) -> dict[str, Any]:
             for i, member in enumerate(drawn.names):
                 out[f"gold_reward.{prefix}{member}"] = per_member[i].mean()
     if ctx.optional("reward") is not None and ("proxy_reward" in wanted or "disagreement" in wanted):
-        model, rm_tokenizer = _reward_model(ctx, ctx.input("reward"))
-        scores = _scores(ctx, model, rm_tokenizer, samples.prompts, samples.texts)
+        fn = _reward_fn(ctx, ctx.input("reward"))
+        scores = fn(samples.prompts, samples.texts)
         if "proxy_reward" in wanted:
             out["proxy_reward"] = scores.mean()
-            out["proxy_reward_init"] = _scores(ctx, model, rm_tokenizer, base.prompts, base.texts).mean()
+            out["proxy_reward_init"] = fn(base.prompts, base.texts).mean()
         if "disagreement" in wanted and scores.shape[0] > 1:
             out["disagreement"] = scores.std(0).mean()
     if "kl" in wanted or "entropy" in wanted:

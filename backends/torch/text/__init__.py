@@ -50,3 +50,14 @@ __all__ = [
     "model_config", "pretrain", "reference", "sample_next", "save_policy", "score",
     "stack_members", "task_corpus", "task_prompts", "tokenizer_for",
 ]
+
+# Eq. 2 and Eq. 3 on texts: the reward-model fitter and the policy optimiser.
+from backends.torch.text.train_policy import (  # noqa: E402
+    PackedLogprobs, best_of_n, dpo_step, optimize_text_policy,
+)
+from backends.torch.text.train_reward import (  # noqa: E402
+    fit_text_reward, reward_function, reward_step, score_completions,
+)
+
+__all__ += ["PackedLogprobs", "best_of_n", "dpo_step", "fit_text_reward", "optimize_text_policy",
+            "reward_function", "reward_step", "score_completions"]
