@@ -48,12 +48,16 @@ class TorchBackend(Backend):
     def run_stage(self, call: StageCall) -> dict[str, Any]:
         from backends.torch.stages import STAGES
 
+        if call.stage.params.get("domain") == "text":
+            _quiet_transformers()
         devices.deterministic()
         threads = torch.get_num_threads()
-        if call.device == "cpu" and call.stage.params.get("domain") != "text":
-            # Bandit stages work on small tensors: one thread avoids the OpenMP hand-off that
-            # otherwise costs more than the work (and keeps results independent of core count).
-            torch.set_num_threads(1)
+        if call.device == "cpu":
+            # Stage tensors are small (bandits, tiny LMs): with two OpenMP threads on a shared
+            # 2-core machine the hand-off costs more than the work — measured 30x slower
+            # generation for a 2-layer model under load. One thread by default (results then
+            # also do not depend on the core count); RLHF_CPU_THREADS overrides.
+            torch.set_num_threads(int(os.environ.get("RLHF_CPU_THREADS", "1")))
         try:
             return STAGES[call.stage.kind](call)
         except StageFailure:
@@ -91,6 +95,16 @@ class TorchExecutor(LocalExecutor):
         super().__init__(TorchBackend())
 
 
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+
+
 def check_finite(value: torch.Tensor | float, what: str) -> None:
     """Raise :class:`NonFiniteLoss` when a loss is NaN or infinite (the cache keeps what ran)."""
     number = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
@@ -99,3 +113,6 @@ def check_finite(value: torch.Tensor | float, what: str) -> None:
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Progress is the executor's job: no per-file bars from the hub libraries on stderr.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

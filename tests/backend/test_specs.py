@@ -26,7 +26,11 @@ def smaller(path: str) -> list[str]:
         sets.append(f"{name}.epochs={min(rm.epochs, 3)}")
         sets.append(f"{name}.batch_size={min(rm.batch_size, 16)}")
     for name, pi in spec.policies.items():
-        sets.append(f"{name}.steps={min(pi.steps, 15)}")
+        sets.append(f"{name}.steps={min(pi.steps, 15 if spec.domain == 'bandit' else 3)}")
+        if spec.domain == "text":
+            sets.append(f"{name}.batch_size={min(pi.batch_size, 8)}")
+    if spec.domain == "text":
+        sets += ["task.pretrain_steps=10", "evaluate.samples=8"]
     return [x for s in sets for x in ("--set", s)]
 
 
@@ -44,7 +48,13 @@ def run(path: str, tmp_path, extra=()):
     return summary
 
 
-@pytest.mark.parametrize("path", BANDIT)
+@pytest.mark.parametrize("path", TEXT + ["specs/quickstart.rlhf"])
+def test_text_spec_runs(path, tmp_path):
+    summary = run(path, tmp_path)
+    assert any(row["metrics"].get("gold_reward") is not None for row in summary["results"])
+
+
+@pytest.mark.parametrize("path", [p for p in BANDIT if p != "specs/quickstart.rlhf"])
 def test_bandit_spec_runs(path, tmp_path):
     summary = run(path, tmp_path)
     for row in summary["results"]:
