@@ -38,7 +38,7 @@ def construct(cls: type[BaseModel], **fields):
 class Span(BaseModel):
     """Where a node is: 1-based line and column of its first character and one past its last."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     file: str
     line: int
