@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.base import (
-    Backend, Progress, StageCall, StageFailure, commit, sweep_temporaries, temporary_dir,
+    Backend, Progress, StageCall, commit, sweep_temporaries, temporary_dir,
     write_json_atomic,
 )
 from rlhfdsl.lower import Stage

@@ -25,9 +25,8 @@ import argparse
 import json
 import math
 import random
-import statistics
 import sys
-import time
+from pathlib import Path
 
 import torch
 
@@ -36,6 +35,9 @@ from backends.torch.feedback import (
     collect_feedback, draw_population, gold_agreement, sample_queries,
 )
 from rlhfdsl.api import check_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import median_time  # noqa: E402
 
 SPEC = """
 experiment bench { seed = 0 }
@@ -220,15 +222,6 @@ class LoopModel:
                     choice = -1
                 out.append(choice)
         return out
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -1,7 +1,6 @@
 """`rlhfc run` on the bandit domain: caching, reruns, resuming after kill -9, failures."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

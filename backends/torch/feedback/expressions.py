@@ -325,7 +325,7 @@ class _Evaluator:
     # -- one node, given how to evaluate its children
 
     def compute(self, node: Expr, sub: Callable[[Expr], torch.Tensor], n: int) -> torch.Tensor:
-        op, args, scope = node.op, node.args, self.scope
+        op, args = node.op, node.args
         if op in ("num", "bool"):
             return self.const(node.value)
         if op == "str":

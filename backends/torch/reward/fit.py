@@ -128,22 +128,8 @@ def fit_reward(spec: Reward, labels: LabelTable | Sequence[LabelTable],
     feature_backbone = getattr(model, "backbone", None) in ("linear", "mlp")
 
     # -- training terms, split by query
-    reg = spec.regularize
-    train: list[TrainingData] = []
-    held: list[TrainingData] = []
-    losses_used = []
-    for table in tables:
-        pieces = training_data(table, spec.loss, ties=reg.ties,
-                               label_smoothing=reg.label_smoothing,
-                               features=features if feature_backbone else None)
-        losses_used.append(pieces[0].loss if pieces else None)
-        holdout_queries = _holdout_queries(table, spec.holdout, gen)
-        for piece in pieces:
-            out = torch.isin(piece.query, holdout_queries)
-            if (~out).any():
-                train.append(piece.select(~out))
-            if out.any():
-                held.append(piece.select(out))
+    train, held, losses_used = split_terms(spec, tables, gen,
+                                           features=features if feature_backbone else None)
     if not train:
         raise ValueError("no usable labels to fit the reward model on (all skipped, dropped "
                          "or held out)")
@@ -188,8 +174,8 @@ def fit_reward(spec: Reward, labels: LabelTable | Sequence[LabelTable],
                 else:
                     loss = loss + nll.sum(1)
             loss = loss / rows
-            if reg.l2:
-                loss = loss + l2_penalty(model.reward_parameters(), reg.l2) / E
+            if spec.regularize.l2:
+                loss = loss + l2_penalty(model.reward_parameters(), spec.regularize.l2) / E
             optimizer.zero_grad(set_to_none=True)
             # members are independent: the sum gives each its own gradient
             loss.sum().backward()
@@ -213,6 +199,30 @@ def fit_reward(spec: Reward, labels: LabelTable | Sequence[LabelTable],
         metrics["gold_accuracy_unseen"] = float(gold_accuracy(
             rewards, gold, accuracy_pairs, gen, exclude=trained_pairs(train, rewards.shape[-1])))
     return model, metrics
+
+
+def split_terms(spec: Reward, tables: Sequence[LabelTable], gen: torch.Generator, *,
+                features: Tensor | None = None,
+                ) -> tuple[list[TrainingData], list[TrainingData], list[str | None]]:
+    """The training terms of every table for the spec's loss, split by query into (train,
+    held out) — all terms of a query fall on one side — and the loss each table resolved to.
+    ``features`` (bandit feature backbones) lets critiques add their aspect terms."""
+    reg = spec.regularize
+    train: list[TrainingData] = []
+    held: list[TrainingData] = []
+    losses: list[str | None] = []
+    for table in tables:
+        pieces = training_data(table, spec.loss, ties=reg.ties,
+                               label_smoothing=reg.label_smoothing, features=features)
+        losses.append(pieces[0].loss if pieces else None)
+        holdout = _holdout_queries(table, spec.holdout, gen)
+        for piece in pieces:
+            out = torch.isin(piece.query, holdout)
+            if (~out).any():
+                train.append(piece.select(~out))
+            if out.any():
+                held.append(piece.select(out))
+    return train, held, losses
 
 
 def _holdout_queries(table: LabelTable, fraction: float, gen: torch.Generator) -> Tensor:

@@ -12,7 +12,7 @@ from backends.torch.bandit import bandit_space, draw_features
 from backends.torch.feedback import (
     agreement_report, calibrate_population, collect_feedback, draw_population, sample_queries,
 )
-from backends.torch.feedback.calibration import agreement, gold_agreement
+from backends.torch.feedback.calibration import gold_agreement
 from backends.torch.feedback.items import BanditSpace, Queries
 from backends.torch.feedback.views import render_texts, view_bandit
 from backends.torch.labels import LabelTable

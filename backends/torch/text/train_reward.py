@@ -42,8 +42,8 @@ import torch
 from torch import Tensor, nn
 
 from backends.torch.labels import LabelTable
-from backends.torch.reward.data import TrainingData, training_data
-from backends.torch.reward.fit import _holdout_queries, evaluate_terms, term_losses
+from backends.torch.reward.data import TrainingData
+from backends.torch.reward.fit import evaluate_terms, split_terms, term_losses
 from backends.torch.reward.losses import l2_penalty, per_evaluator_mean
 from backends.torch.reward.models import BanditRewardModel
 from backends.torch.reward.training import build_optimizer, permutations
@@ -361,27 +361,6 @@ class TextRewardTerms(nn.Module):
 
 
 # ------------------------------------------------------------------------------------ fitting
-
-
-def split_terms(spec: Reward, tables: Sequence[LabelTable], generator: torch.Generator
-                ) -> tuple[list[TrainingData], list[TrainingData], list[str | None]]:
-    """The training terms of every table for the spec's loss, split by query into (train,
-    held out), as :func:`~backends.torch.reward.fit.fit_reward` splits them; and the loss each
-    table resolved to."""
-    reg = spec.regularize
-    train, held, losses = [], [], []
-    for table in tables:
-        pieces = training_data(table, spec.loss, ties=reg.ties,
-                               label_smoothing=reg.label_smoothing)
-        losses.append(pieces[0].loss if pieces else None)
-        holdout = _holdout_queries(table, spec.holdout, generator)
-        for piece in pieces:
-            out = torch.isin(piece.query, holdout)
-            if (~out).any():
-                train.append(piece.select(~out))
-            if out.any():
-                held.append(piece.select(out))
-    return train, held, losses
 
 
 def terms_to(piece: TrainingData, device: torch.device) -> TrainingData:

@@ -11,13 +11,3 @@ def bandit():
     features = torch.randn(48, 6, generator=gen)
     w = torch.randn(6, generator=gen)
     return features, features @ w
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: intra-op threads only add overhead, and on a shared CPU torch's
-    softmax/logsigmoid kernels stall for milliseconds per call with two threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

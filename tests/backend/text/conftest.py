@@ -14,14 +14,6 @@ def tiny_spec(family: str = "gpt2", **overrides) -> Model:
     return Model(**fields)
 
 
-@pytest.fixture(autouse=True)
-def _two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only contend
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def byte_tokenizer():
     from backends.torch.text import ByteTokenizer
