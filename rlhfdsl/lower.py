@@ -227,7 +227,7 @@ class _Lowering:
                                              "round": k, "domain": domain, "of": "reward"},
                                             reward=fit, task=task,
                                             populations=self.populations_of(spec, feedback_names, populations),
-                                            feedback=[labels[f][-1] for f in feedback_names])
+                                            feedback=[d for f in feedback_names for d in labels[f]])
                     drafts.append(evaluation)
                     evaluations.append(evaluation)
                     previous_reward = fit
@@ -250,7 +250,7 @@ class _Lowering:
                                          "round": k, "domain": domain, "of": "policy"},
                                         policy=optimized, reward=fit, task=task,
                                         populations=self.populations_of(spec, feedback_names, populations),
-                                        feedback=[labels[f][-1] for f in feedback_names],
+                                        feedback=[d for f in feedback_names for d in labels[f]],
                                         reference=reference)
                 drafts.append(evaluation)
                 evaluations.append(evaluation)

@@ -57,12 +57,16 @@ def evaluate(ctx: Ctx) -> dict[str, Any]:
 
 
 def _agreement(ctx: Ctx, wanted: dict[str, Any]) -> dict[str, Any]:
+    """Agreement of this round's labels (the feedback inputs are every round's so far)."""
     if "agreement" not in wanted or not ctx.inputs("feedback"):
         return {}
-    directories = ctx.inputs("feedback")
+    latest: dict[str, tuple[Any, Any]] = {}
+    for stage, directory in zip(ctx.call.input_stages["feedback"], ctx.inputs("feedback")):
+        if stage.name not in latest or (stage.round or 0) >= (latest[stage.name][0].round or 0):
+            latest[stage.name] = (stage, directory)
     out = {}
-    for stage, directory in zip(ctx.call.input_stages["feedback"], directories):
-        suffix = "" if len(directories) == 1 else f".{stage.name}"
+    for stage, directory in latest.values():
+        suffix = "" if len(latest) == 1 else f".{stage.name}"
         report = load_json(directory, "agreement")
         out[f"agreement{suffix}"] = _number(report["agreement"])
         out[f"gold_agreement{suffix}"] = _number(report["gold_agreement"])
@@ -115,7 +119,9 @@ def _evaluate_bandit(ctx: Ctx, spec: Evaluate, wanted: dict[str, Any], of: str) 
 
         metric = wanted["accuracy"]
         pairs = metric.pairs if metric is not None else 2000
-        out["accuracy"] = gold_accuracy(rewards, gold, pairs, ctx.generator("accuracy"))
+        # Held out: comparisons between actions that no query showed together.
+        out["accuracy"] = gold_accuracy(rewards, gold, pairs, ctx.generator("accuracy"),
+                                        exclude=_compared_pairs(ctx))
     if "backdoor" in wanted and of == "policy":
         for name, drawn, _per_member, _overall in populations:
             if drawn.spec.malicious is None:
@@ -127,6 +133,23 @@ def _evaluate_bandit(ctx: Ctx, spec: Evaluate, wanted: dict[str, Any], of: str) 
             out["backdoor_init"] = (reference.exp() * trigger).sum()
             break
     return out
+
+
+def _compared_pairs(ctx: Ctx) -> torch.Tensor | None:
+    """[M, 2] every pair of actions some label's query showed together (every round so far)."""
+    from backends.torch.labels import LabelTable
+
+    found = []
+    for directory in ctx.inputs("feedback"):
+        items = LabelTable.load(directory, ctx.device).columns["items"]
+        K = items.shape[1]
+        for i in range(K):
+            for j in range(i + 1, K):
+                found.append(items[:, [i, j]])
+    if not found:
+        return None
+    pairs = torch.cat(found)
+    return pairs[(pairs >= 0).all(1)]
 
 
 # ----------------------------------------------------------------------------------- report
