@@ -128,14 +128,8 @@ def fit_reward(spec: Reward, labels: LabelTable | Sequence[LabelTable],
     feature_backbone = getattr(model, "backbone", None) in ("linear", "mlp")
 
     # -- training terms, split by query
-    train, held, losses_used = split_terms(spec, tables, gen,
-                                           features=features if feature_backbone else None)
-    if not train:
-        raise ValueError("no usable labels to fit the reward model on (all skipped, dropped "
-                         "or held out)")
-    for piece in train + held:
-        if piece.link:
-            model.add_link(piece.link)
+    train, held, losses_used = prepare_terms(spec, tables, gen, model,
+                                             features=features if feature_backbone else None)
     if init_state is not None:
         result = model.load_state_dict(init_state, strict=False)
         missing = [k for k in result.missing_keys if not k.startswith("links.")]
@@ -199,6 +193,21 @@ def fit_reward(spec: Reward, labels: LabelTable | Sequence[LabelTable],
         metrics["gold_accuracy_unseen"] = float(gold_accuracy(
             rewards, gold, accuracy_pairs, gen, exclude=trained_pairs(train, rewards.shape[-1])))
     return model, metrics
+
+
+def prepare_terms(spec: Reward, tables: Sequence[LabelTable], gen: torch.Generator, model: Any,
+                  *, features: Tensor | None = None,
+                  ) -> tuple[list[TrainingData], list[TrainingData], list[str | None]]:
+    """:func:`split_terms`, refusing when nothing is left to train on, and registering with the
+    model the link functions (ordinal thresholds, category offsets) the terms need."""
+    train, held, losses = split_terms(spec, tables, gen, features=features)
+    if not train:
+        raise ValueError("no usable labels to fit the reward model on (all skipped, dropped "
+                         "or held out)")
+    for piece in train + held:
+        if piece.link:
+            model.add_link(piece.link)
+    return train, held, losses
 
 
 def split_terms(spec: Reward, tables: Sequence[LabelTable], gen: torch.Generator, *,

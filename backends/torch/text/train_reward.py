@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from backends.torch.labels import LabelTable
 from backends.torch.reward.data import TrainingData
-from backends.torch.reward.fit import evaluate_terms, split_terms, term_losses
+from backends.torch.reward.fit import evaluate_terms, prepare_terms, term_losses
 from backends.torch.reward.losses import l2_penalty, per_evaluator_mean
 from backends.torch.reward.models import BanditRewardModel
 from backends.torch.reward.training import build_optimizer, permutations
@@ -449,13 +449,7 @@ def fit_text_reward(spec: Reward, tables: Sequence[LabelTable], model: RewardMod
     terms = TextRewardTerms(model, spec, table, num_evaluators=evaluators, num_groups=groups,
                             generator=generator, precision=precision)
 
-    train, held, losses_used = split_terms(spec, tables, generator)
-    if not train:
-        raise ValueError("no usable labels to fit the reward model on (all skipped, dropped "
-                         "or held out)")
-    for piece in train + held:
-        if piece.link:
-            terms.add_link(piece.link)
+    train, held, losses_used = prepare_terms(spec, tables, generator, terms)
     if terms.head == "mixture":
         counts = torch.zeros(evaluators)
         for piece in train:
@@ -504,4 +498,4 @@ def fit_text_reward(spec: Reward, tables: Sequence[LabelTable], model: RewardMod
 
 __all__ = ["TextRewardTerms", "TokenTable", "fast_activations", "fit_text_reward", "fused",
            "merge_items", "reward_function", "reward_sequences", "reward_step",
-           "score_completions", "sequence_rewards", "split_terms", "to_device", "token_lists"]
+           "score_completions", "sequence_rewards", "to_device", "token_lists"]
