@@ -58,10 +58,25 @@ class TorchBackend(Backend):
             # generation for a 2-layer model under load. One thread by default (results then
             # also do not depend on the core count); RLHF_CPU_THREADS overrides.
             torch.set_num_threads(int(os.environ.get("RLHF_CPU_THREADS", "1")))
+        from backends.torch.feedback.errors import FeedbackError, PluginsNotAllowed
+        from backends.torch.text.errors import TextBackendError
+
         try:
             return STAGES[call.stage.kind](call)
         except StageFailure:
             raise
+        except PluginsNotAllowed as exc:
+            raise StageFailure(f"stage `{call.stage.id}`: {exc}",
+                               "plugins run code named by the spec: pass --allow-plugins if you "
+                               "trust it") from None
+        except FeedbackError as exc:
+            raise StageFailure(f"stage `{call.stage.id}`: {exc}") from None
+        except TextBackendError as exc:
+            if "plugin" in type(exc).__name__.lower() and "allow" in type(exc).__name__.lower():
+                help = "plugins run code named by the spec: pass --allow-plugins if you trust it"
+            else:
+                help = exc.help
+            raise StageFailure(f"stage `{call.stage.id}`: {exc.message}", help) from None
         except NonFiniteLoss as exc:
             raise StageFailure(f"stage `{call.stage.id}`: {exc}",
                                "lower the learning rate (`optimizer = adam { lr = ... }`), add "

@@ -285,6 +285,11 @@ def run(file, sets, allow_outside_imports, backend_name, device, cache, runs, fr
     from rlhfdsl.plan import cache_root, run_dir
 
     compiled = _compile_or_exit(file, sets, allow_outside_imports)
+    if allow_plugins:
+        import os
+
+        # `plugin("module:function")` finds modules next to the spec, as well as installed ones.
+        sys.path.insert(0, os.path.dirname(os.path.abspath(file)))
     executor_class = _backend(backend_name)
     executor = executor_class()
     target = run_dir(runs, compiled.spec.experiment.name)
