@@ -12,7 +12,7 @@ from typing import Any
 
 import annotated_types as at
 
-from rlhfdsl.check.convert import _choices_of, _resolved_fields, describe, tag_of, unwrap
+from rlhfdsl.check.types import _choices_of, _resolved_fields, describe, tag_of, unwrap
 from rlhfdsl.spec import base as sb
 from rlhfdsl.spec import experiment as ex
 from rlhfdsl.spec.expressions import FUNCTIONS, NAMES

@@ -12,9 +12,7 @@ declaration, for the passes that follow.
 
 from __future__ import annotations
 
-import functools
 import math
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -23,13 +21,15 @@ from pydantic.fields import FieldInfo
 
 from rlhfdsl import ast
 from rlhfdsl.ast import construct
+from rlhfdsl.check.expressions import ExpressionChecks, _count
+from rlhfdsl.check.types import (
+    INVALID, NoneType, _choices_of, _fields_of, _is_union, _node_word, _ref_of, _required,
+    describe, tag_of, unwrap,
+)
 from rlhfdsl.errors import Diagnostic, Label, did_you_mean, one_of
 from rlhfdsl.spec import base as sb
 from rlhfdsl.spec.data import build
-from rlhfdsl.spec.expressions import ARITHMETIC, COMPARISONS, FUNCTIONS, LOGICAL, NAMES
 
-NoneType = type(None)
-INVALID: Any = object()
 MAX_RANGE = 1_000_000
 
 Path = tuple[str, ...]
@@ -67,124 +67,7 @@ class SpanIndex:
         return None
 
 
-_UNWRAPPED: dict[int, tuple[Any, Any, list]] = {}
-
-
-def unwrap(tp: Any) -> tuple[Any, list]:
-    """Strip ``Annotated`` layers, collecting their metadata (FieldInfo constraints expanded).
-    Memoised by identity: annotations live as long as their classes."""
-    hit = _UNWRAPPED.get(id(tp))
-    if hit is not None and hit[0] is tp:
-        return hit[1], list(hit[2])
-    result = _unwrap(tp)
-    _UNWRAPPED[id(tp)] = (tp, result[0], result[1])
-    return result[0], list(result[1])
-
-
-def _unwrap(tp: Any) -> tuple[Any, list]:
-    meta: list = []
-    while get_origin(tp) is not None and hasattr(tp, "__metadata__"):
-        meta.extend(tp.__metadata__)
-        tp = get_args(tp)[0]
-    expanded: list = []
-    for m in meta:
-        if isinstance(m, FieldInfo):
-            expanded.extend(m.metadata)
-        else:
-            expanded.append(m)
-    return tp, expanded
-
-
-def _is_union(tp: Any) -> bool:
-    return get_origin(tp) is Union or type(tp).__name__ == "UnionType"
-
-
-_CHOICES: dict[int, tuple[Any, Any]] = {}
-
-
-def _choices_of(tp: Any) -> list[type[sb.Choice]] | None:
-    """The Choice classes of a (possibly nested) union of choices, or None if it is not one."""
-    hit = _CHOICES.get(id(tp))
-    if hit is not None and hit[0] is tp:
-        return hit[1]
-    found = _find_choices(tp)
-    _CHOICES[id(tp)] = (tp, found)
-    return found
-
-
-def _find_choices(tp: Any) -> list[type[sb.Choice]] | None:
-    tp, _ = unwrap(tp)
-    if isinstance(tp, type) and issubclass(tp, sb.Choice):
-        return [tp]
-    if _is_union(tp):
-        found: list[type[sb.Choice]] = []
-        for alt in get_args(tp):
-            sub = _choices_of(alt)
-            if sub is None:
-                return None
-            found.extend(sub)
-        return found
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def tag_of(cls: type[sb.Choice]) -> str:
-    return cls.model_fields["type"].default
-
-
-def spec_key(name: str, info: FieldInfo) -> str:
-    return info.alias or name
-
-
-def describe(tp: Any) -> str:
-    """What a value of this type looks like, for `expected ...` labels."""
-    tp, meta = unwrap(tp)
-    if any(isinstance(m, sb.RefTo) for m in meta):
-        kind = next(m.kind for m in meta if isinstance(m, sb.RefTo))
-        return f"the name of a `{kind}` declaration"
-    if any(isinstance(m, sb.IsExpr) for m in meta) or tp is sb.Expr:
-        result = next((m.result for m in meta if isinstance(m, sb.IsExpr)), "number")
-        return "a condition" if result == "condition" else "an expression"
-    choices = _choices_of(tp)
-    if choices:
-        return one_of(tag_of(c) for c in choices)
-    if _is_union(tp):
-        parts = [describe(a) for a in get_args(tp) if a is not NoneType]
-        return " or ".join(dict.fromkeys(parts))
-    if get_origin(tp) is Literal:
-        return one_of(str(a) for a in get_args(tp))
-    if get_origin(tp) is tuple:
-        return "a list of " + describe(get_args(tp)[0]).removeprefix("a ").removeprefix("an ")
-    if tp is bool:
-        return "`true` or `false`"
-    if tp is int:
-        return "a whole number"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    if tp is sb.Budget:
-        return "a number of `labels`, or a time (`seconds`, `minutes`, `hours`)"
-    if tp is sb.Length:
-        return "a length in `tokens`, `chars` or `words`"
-    if isinstance(tp, type) and issubclass(tp, sb.SpecModel):
-        return "a block `{ ... }`"
-    return "a value"
-
-
-_NODE_WORDS = {
-    "number": "a number", "string": "a string", "bool": "a boolean", "path": "a name",
-    "range": "a range", "quantity": "a quantity", "list": "a list", "call": "a call",
-    "object": "a block", "unary": "an expression", "binary": "an expression",
-    "block": "a block",
-}
-
-
-def _node_word(node: Any) -> str:
-    return _NODE_WORDS.get(getattr(node, "node", ""), "this value")
-
-
-class Converter:
+class Converter(ExpressionChecks):
     """Converts declarations of one spec; collects diagnostics, spans and references."""
 
     def __init__(self, domain: str | None) -> None:
@@ -617,204 +500,11 @@ class Converter:
                 values[fname] = value
         return ok
 
-    # ------------------------------------------------------------------ expressions
-
-    def expression_field(self, node: Any, meta: list, path: Path) -> Any:
-        want = next((m.result for m in meta if isinstance(m, sb.IsExpr)), "number")
-        result = self.expression(node, path)
-        if result is INVALID:
-            return INVALID
-        expr, kind = result
-        if kind != want:
-            return self.error("E0309", f"`{path[-1]}` must be a {want}", node.span,
-                              label=f"this is a {kind}",
-                              help="compare it with a threshold, e.g. `feature(3) > 0.5`"
-                              if want == "condition" else
-                              "use `if(condition, a, b)` to turn a condition into a number")
-        self.expressions.append((path, expr))
-        return expr
-
-    def expression(self, node: Any, path: Path) -> Any:
-        """(Expr, result kind) or INVALID; every problem found is reported."""
-        E = sb.Expr
-        if isinstance(node, ast.Number):
-            return build(E, op="num", value=node.value), "number"
-        if isinstance(node, ast.Bool):
-            return build(E, op="bool", value=node.value), "condition"
-        if isinstance(node, ast.String):
-            return build(E, op="str", value=node.value), "string"
-        if isinstance(node, ast.Range):
-            return build(E, op="range", args=(build(E, op="num", value=node.start),
-                                              build(E, op="num", value=node.stop))), "range"
-        if isinstance(node, ast.List):
-            items = [self.expression(i, path) for i in node.items]
-            if any(i is INVALID for i in items):
-                return INVALID
-            return build(E, op="list", args=tuple(i[0] for i in items)), "list"
-        if isinstance(node, ast.Path):
-            name = node.dotted
-            if name in NAMES:
-                domain, _doc = NAMES[name]
-                if not self.expression_domain(domain, name, node.span):
-                    return INVALID
-                return build(E, op="name", value=name), "number"
-            if name in FUNCTIONS:
-                return self.error("E0305", f"`{name}` needs arguments", node.span,
-                                  label="a function", help=f"write `{_function_example(name)}`")
-            return self.error("E0308", f"unknown name `{name}` in an expression", node.span,
-                              label="not a value of the expression language",
-                              help=did_you_mean(name, list(NAMES) + list(FUNCTIONS))
-                              or "see the expression reference in the README")
-        if isinstance(node, ast.Call):
-            return self.call_expression(node, path)
-        if isinstance(node, ast.Unary):
-            inner = self.expression(node.operand, path)
-            if inner is INVALID:
-                return INVALID
-            want = "condition" if node.op == "not" else "number"
-            if inner[1] != want:
-                return self.error("E0309", f"`{node.op}` takes a {want}", node.operand.span,
-                                  label=f"this is a {inner[1]}")
-            return build(E, op="not" if node.op == "not" else "neg", args=(inner[0],)), want
-        if isinstance(node, ast.Binary):
-            left = self.expression(node.left, path)
-            right = self.expression(node.right, path)
-            if left is INVALID or right is INVALID:
-                return INVALID
-            if node.op in LOGICAL:
-                want, result = "condition", "condition"
-            elif node.op in COMPARISONS:
-                want, result = "number", "condition"
-            else:
-                assert node.op in ARITHMETIC
-                want, result = "number", "number"
-            for side, (_, kind) in ((node.left, left), (node.right, right)):
-                if kind != want:
-                    return self.error("E0309", f"`{node.op}` takes {want}s", side.span,
-                                      label=f"this is a {kind}")
-            return build(E, op=node.op, args=(left[0], right[0])), result
-        return self.error("E0309", f"{_node_word(node)} cannot be part of an expression",
-                          node.span, label="not an expression")
-
-    def expression_domain(self, domain: str, name: str, span: ast.Span) -> bool:
-        if domain != "any" and self.domain and domain != self.domain:
-            self.error("E0503", f"`{name}` belongs to {domain} tasks", span,
-                       label=f"this task is a {self.domain} task",
-                       help="bandit values use `feature(i)`, `weights([...])` and `action`; text "
-                            "values use scorers such as `sentiment` and `length(n)`")
-            return False
-        return True
-
-    def call_expression(self, node: ast.Call, path: Path) -> Any:
-        E = sb.Expr
-        fn = FUNCTIONS.get(node.name)
-        if fn is None:
-            return self.error("E0308", f"unknown function `{node.name}`", node.name_span,
-                              label="not a function of the expression language",
-                              help=did_you_mean(node.name, FUNCTIONS)
-                              or "see the expression reference in the README")
-        if not self.expression_domain(fn.domain, node.name, node.name_span):
-            return INVALID
-        if node.kwargs:
-            return self.error("E0305", f"`{node.name}` takes no keyword arguments",
-                              node.kwargs[0].span, label="unexpected",
-                              help=f"write `{_function_example(node.name)}`")
-        low, high = len(fn.args) - fn.optional, len(fn.args)
-        if not low <= len(node.args) <= high:
-            return self.error("E0305", f"`{node.name}` takes {_arity(low, high)}", node.span,
-                              label=f"given {len(node.args)}",
-                              help=f"write `{_function_example(node.name)}`")
-        args = []
-        for arg, want in zip(node.args, fn.args):
-            if want == "range" and isinstance(arg, ast.Number) and isinstance(arg.value, int) \
-                    and arg.value >= 0:
-                args.append(build(E, op="range", args=(build(E, op="num", value=arg.value),
-                                                       build(E, op="num", value=arg.value))))
-                continue
-            if want == "range" and isinstance(arg, ast.Range) and arg.stop < arg.start:
-                return self.error("E0401", "empty range", arg.span,
-                                  label="the end is before the start")
-            result = self.expression(arg, path)
-            if result is INVALID:
-                return INVALID
-            expr, kind = result
-            if want == "list" and kind == "list":
-                if not all(a.op == "num" for a in expr.args):
-                    return self.error("E0309", f"`{node.name}` takes a list of numbers", arg.span,
-                                      label="not all numbers")
-            elif want != "any" and kind != want:
-                return self.error("E0309", f"`{node.name}` takes a {want} here", arg.span,
-                                  label=f"this is a {kind}",
-                                  help=f"write `{_function_example(node.name)}`")
-            args.append(expr)
-        return build(E, op="call", value=node.name, args=tuple(args)), fn.result
-
 
 # ---------------------------------------------------------------------------- helpers
 
-_RESOLVED: dict[type, dict[str, FieldInfo]] = {}
-
-
-@functools.lru_cache(maxsize=None)
-def _fields_of(cls: type, skip: frozenset[str]) -> dict[str, tuple[str, FieldInfo]]:
-    """Spec key → (field name, field info), for the keys a block of ``cls`` accepts."""
-    found = {}
-    for name, info in _resolved_fields(cls).items():
-        if name in skip or name == "type":
-            continue
-        found[spec_key(name, info)] = (name, info)
-    return found
-
-
-@functools.lru_cache(maxsize=None)
-def _required(cls: type, skip: frozenset[str]) -> tuple[tuple[str, str, FieldInfo], ...]:
-    return tuple((key, name, info) for key, (name, info) in _fields_of(cls, skip | {"name"}).items()
-                 if info.is_required())
-
-
-def _resolved_fields(cls: type) -> dict[str, FieldInfo]:
-    """The model's fields, with forward references (`"tuple[Source, ...]"`) resolved: the typed
-    spec defers building its validators, so pydantic leaves them as strings until first use."""
-    found = _RESOLVED.get(cls)
-    if found is None:
-        found = dict(cls.model_fields)
-        if any(isinstance(i.annotation, (str, typing.ForwardRef)) for i in found.values()):
-            hints = typing.get_type_hints(cls, include_extras=True)
-            for name, info in found.items():
-                if isinstance(info.annotation, (str, typing.ForwardRef)):
-                    tp, meta = unwrap(hints[name])
-                    copy = FieldInfo.merge_field_infos(info)
-                    copy.annotation = tp
-                    copy.metadata = list(info.metadata) + meta
-                    found[name] = copy
-        _RESOLVED[cls] = found
-    return found
-
-
-
 def ast_label(span: ast.Span, text: str) -> Label:
     return Label(span, text)
-
-
-@functools.lru_cache(maxsize=None)
-def _ref_of(cls: type[sb.Choice], field_name: str) -> sb.RefTo | None:
-    info = cls.model_fields.get(field_name)
-    if info is None:
-        return None
-    for m in list(info.metadata) + unwrap(info.annotation)[1]:
-        if isinstance(m, sb.RefTo):
-            return m
-    return None
-
-
-def _count(n: int) -> str:
-    return {0: "no", 1: "one", 2: "two", 3: "three"}.get(n, str(n))
-
-
-def _arity(low: int, high: int) -> str:
-    if low == high:
-        return f"{_count(low)} argument" + ("" if low == 1 else "s")
-    return f"{_count(low)} to {_count(high)} arguments"
 
 
 def _example_call(cls: type[sb.Choice]) -> str:
@@ -827,17 +517,6 @@ def _example_call(cls: type[sb.Choice]) -> str:
                 "features": "features(0..7)", "regex": 'regex("[0-9]+")',
                 "gold": "gold(crowd)", "adaptive": "adaptive(target = 6.0)"}
     return examples.get(name, f"{name}(...)")
-
-
-def _function_example(name: str) -> str:
-    return {"feature": "feature(0..7)", "weights": "weights([1.0, -0.5])",
-            "table": "table([1, 10])", "length": "length(20)", "keyword": 'keyword("please")',
-            "count": 'count("!")', "regex": 'regex("[0-9]+")',
-            "similarity": 'similarity("a reference")', "plugin": 'plugin("pkg.mod:fn")',
-            "bernoulli": "bernoulli(0.4)", "normal": "normal(0, 1)", "uniform": "uniform(0, 1)",
-            "if": "if(action == 1, 10, 1)", "abs": "abs(x)", "min": "min(a, b)",
-            "max": "max(a, b)", "clip": "clip(x, 0, 1)", "exp": "exp(x)", "log": "log(x)",
-            }.get(name, f"{name}(...)")
 
 
 def _domain_help(cls: type[sb.Choice], domain: str) -> str:

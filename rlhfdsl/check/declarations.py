@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from rlhfdsl import ast
-from rlhfdsl.check.convert import INVALID, Converter, SpanIndex, tag_of
+from rlhfdsl.check.convert import Converter, SpanIndex
+from rlhfdsl.check.types import INVALID, tag_of
 from rlhfdsl.errors import Diagnostic, Label, did_you_mean, one_of
 from rlhfdsl.spec import experiment as ex
 from rlhfdsl.spec.data import build
@@ -248,7 +249,7 @@ def _evaluate(conv: Converter, decl: ast.Declaration, path: tuple[str, ...],
 
 
 def _metric_classes() -> list:
-    from rlhfdsl.check.convert import _choices_of
+    from rlhfdsl.check.types import _choices_of
 
     return _choices_of(ex.MetricChoice) or []
 
