@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rlhfdsl.lower import Stage
-from rlhfdsl.plan import COMPLETE, is_cached, stage_dir
+from rlhfdsl.plan import COMPLETE, stage_dir
 
 
 class StageFailure(Exception):
@@ -147,10 +147,6 @@ def _alive(pid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
-
-
-def cached(cache: str, key: str) -> bool:
-    return is_cached(cache, key)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

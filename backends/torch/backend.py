@@ -120,13 +120,6 @@ def _quiet_transformers() -> None:
         pass
 
 
-def check_finite(value: torch.Tensor | float, what: str) -> None:
-    """Raise :class:`NonFiniteLoss` when a loss is NaN or infinite (the cache keeps what ran)."""
-    number = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-    if number != number or number in (float("inf"), float("-inf")):
-        raise NonFiniteLoss(f"the {what} became {number}")
-
-
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Progress is the executor's job: no per-file bars from the hub libraries on stderr.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -162,11 +162,7 @@ def fit_reward(spec: Reward, labels: LabelTable | Sequence[LabelTable],
                 index = order[step]
                 if index.shape[1] == 0:
                     continue
-                nll = term_losses(model, piece, index, gen)            # [E, b]
-                if piece.per_evaluator:
-                    loss = loss + per_evaluator_mean(nll, piece.evaluator[index]) * nll.shape[1]
-                else:
-                    loss = loss + nll.sum(1)
+                loss = loss + term_loss_sum(model, piece, index, gen)
             loss = loss / rows
             if spec.regularize.l2:
                 loss = loss + l2_penalty(model.reward_parameters(), spec.regularize.l2) / E
@@ -241,6 +237,16 @@ def _holdout_queries(table: LabelTable, fraction: float, gen: torch.Generator) -
         n = min(max(n, 1), queries.numel() - 1)
     order = permutations(1, queries.numel(), gen, queries.device)[0]
     return queries[order[:n]]
+
+
+def term_loss_sum(model: Any, piece: TrainingData, index: Tensor,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """Σ_i ℓ_i over rows ``index`` [E, b], per member [E]; BPR-style terms average per evaluator
+    first (so a prolific evaluator does not dominate), then count as b terms."""
+    nll = term_losses(model, piece, index, generator)            # [E, b]
+    if piece.per_evaluator:
+        return per_evaluator_mean(nll, piece.evaluator[index]) * nll.shape[1]
+    return nll.sum(1)
 
 
 def term_losses(model: Any, piece: TrainingData, index: Tensor,

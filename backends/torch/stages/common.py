@@ -70,9 +70,6 @@ class Ctx:
 
     # ------------------------------------------------------------------ typed specs
 
-    def typed(self, cls: type, data: Any) -> Any:
-        return None if data is None else from_data(cls, data)
-
     @cached_property
     def task(self):
         """The task spec, from this stage's `task` input (or its own parameters)."""

@@ -12,7 +12,7 @@ from backends.torch.artifacts import load_tensors, save_json, save_tensors, scal
 from backends.torch.backend import NonFiniteLoss
 from backends.torch.labels import LabelTable
 from backends.torch.stages import text as text_stages
-from backends.torch.stages.common import Ctx, bandit_features, bandit_log_probs, rewards_of
+from backends.torch.stages.common import Ctx, bandit_features, rewards_of
 from backends.torch.stages.data import load_population, space_of
 from rlhfdsl.spec import Policy, Reward
 from rlhfdsl.spec.data import from_data
@@ -132,7 +132,3 @@ def gold_of(ctx: Ctx, population_dir: Path, population_stage) -> torch.Tensor:
 
 def pretrain(ctx: Ctx) -> dict[str, Any]:
     return text_stages.pretrain(ctx)
-
-
-def reference_log_probs(ctx: Ctx, num_actions: int) -> torch.Tensor:
-    return bandit_log_probs(None, num_actions, ctx.device)

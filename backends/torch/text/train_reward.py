@@ -43,8 +43,8 @@ from torch import Tensor, nn
 
 from backends.torch.labels import LabelTable
 from backends.torch.reward.data import TrainingData
-from backends.torch.reward.fit import evaluate_terms, prepare_terms, term_losses
-from backends.torch.reward.losses import l2_penalty, per_evaluator_mean
+from backends.torch.reward.fit import evaluate_terms, prepare_terms, term_loss_sum
+from backends.torch.reward.losses import l2_penalty
 from backends.torch.reward.models import BanditRewardModel
 from backends.torch.reward.training import build_optimizer, permutations
 from backends.torch.text.models import autocast, check_context, model_device, seeded
@@ -388,11 +388,7 @@ def reward_step(terms: TextRewardTerms, optimizer: torch.optim.Optimizer,
         for piece, rows in batch:
             sub = terms_to(piece.select(rows), device)
             index = torch.arange(len(rows), device=device).expand(E, -1)
-            nll = term_losses(terms, sub, index, generator)                     # [E, b]
-            if sub.per_evaluator:
-                loss = loss + per_evaluator_mean(nll, sub.evaluator[index]) * nll.shape[1]
-            else:
-                loss = loss + nll.sum(1)
+            loss = loss + term_loss_sum(terms, sub, index, generator)
     loss = loss / count
     if l2:
         loss = loss + l2_penalty(terms.reward_parameters(), l2) / E
